@@ -1,0 +1,287 @@
+//! Testkit: the harness every integration test uses to run a real binary on an ephemeral port
+//! and talk to it with a real client (nc, netcat1, …).
+//!
+//! Servers are started with `--port 0`; [`Server`] waits for their `listening on ADDR` line and
+//! kills them on drop. Every read has a timeout, so a broken server fails a test instead of
+//! hanging the suite.
+
+use std::ffi::OsStr;
+use std::io::{BufRead, BufReader, Read};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, ChildStdout, Command, ExitStatus, Output, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// How long a server may take to print `listening on`.
+pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// A binary built by this workspace, for tests in a package other than the binary's own
+/// (those use `env!("CARGO_BIN_EXE_name")`). `cargo test --workspace` builds every binary first.
+pub fn workspace_binary(name: &str) -> PathBuf {
+    let test_exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test> → target/<profile>/<name>
+    let profile_dir = test_exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("test executable lives in target/<profile>/deps");
+    let binary = profile_dir.join(name);
+    assert!(
+        binary.exists(),
+        "{} is not built: run `cargo build --workspace` (or `cargo test --workspace`) first",
+        binary.display()
+    );
+    binary
+}
+
+/// Fails the test with install advice when a stock client is missing; never skips silently.
+pub fn require_tool(tool: &str, debian_package: &str) {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success());
+    assert!(
+        found,
+        "this test needs `{tool}`: install it with `apt-get install -y {debian_package}` \
+         or run scripts/test.sh, which installs every client the tests use"
+    );
+}
+
+/// A server process started on an ephemeral port, killed when dropped.
+pub struct Server {
+    child: Child,
+    /// The address from its `listening on ADDR` line.
+    pub addr: SocketAddr,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Server {
+    /// Runs `program args…` and waits for its `listening on` line.
+    pub fn start<S: AsRef<OsStr>>(program: impl AsRef<OsStr>, args: &[S]) -> Server {
+        let mut command = Command::new(program);
+        command.args(args);
+        Server::spawn(command)
+    }
+
+    /// Runs a prepared command (extra env, say) and waits for its `listening on` line.
+    pub fn spawn(mut command: Command) -> Server {
+        command
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = command
+            .spawn()
+            .unwrap_or_else(|error| panic!("cannot start {command:?}: {error}"));
+        let stderr = child.stderr.take().expect("piped stderr");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (addr_tx, addr_rx) = mpsc::channel();
+        let log_writer = Arc::clone(&log);
+        thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if let Some(addr) = line.strip_prefix("listening on ") {
+                    let _ = addr_tx.send(addr.trim().to_owned());
+                }
+                log_writer.lock().unwrap().push(line);
+            }
+        });
+        let addr = match addr_rx.recv_timeout(STARTUP_TIMEOUT) {
+            Ok(addr) => addr
+                .parse()
+                .expect("listening on line holds a socket address"),
+            Err(_) => {
+                let _ = child.kill();
+                let status = child.wait();
+                panic!(
+                    "{command:?} printed no `listening on` line ({status:?}); stderr: {:?}",
+                    log.lock().unwrap()
+                );
+            }
+        };
+        Server { child, addr, log }
+    }
+
+    /// Process id, for reading /proc.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Every stderr line so far.
+    pub fn log_lines(&self) -> Vec<String> {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Waits until a stderr line contains `needle`; false after `timeout`.
+    pub fn wait_for_log(&self, needle: &str, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if self.log_lines().iter().any(|line| line.contains(needle)) {
+                return true;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
+    /// Stops the server (SIGKILL) and waits for it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A client process whose stdout is read line by line with timeouts; killed when dropped.
+pub struct LineClient {
+    child: Child,
+    lines: Receiver<String>,
+}
+
+impl LineClient {
+    /// Runs `command` with stdout piped into a line reader.
+    pub fn spawn(mut command: Command) -> LineClient {
+        command.stdin(Stdio::null()).stdout(Stdio::piped());
+        let mut child = command
+            .spawn()
+            .unwrap_or_else(|error| panic!("cannot start {command:?}: {error}"));
+        let lines = read_lines(child.stdout.take().expect("piped stdout"));
+        LineClient { child, lines }
+    }
+
+    /// `nc -d -n HOST PORT` (netcat-openbsd) connected to `addr`.
+    pub fn nc(addr: SocketAddr) -> LineClient {
+        require_tool("nc", "netcat-openbsd");
+        let mut command = Command::new("nc");
+        command
+            .args(["-d", "-n"])
+            .arg(addr.ip().to_string())
+            .arg(addr.port().to_string())
+            .stderr(Stdio::null());
+        LineClient::spawn(command)
+    }
+
+    /// The next line (without its newline), or `None` after `timeout` or at EOF.
+    pub fn next_line(&self, timeout: Duration) -> Option<String> {
+        self.lines.recv_timeout(timeout).ok()
+    }
+
+    /// True when nothing arrives for `quiet` (and the output is still open).
+    pub fn stays_silent(&self, quiet: Duration) -> bool {
+        matches!(
+            self.lines.recv_timeout(quiet),
+            Err(RecvTimeoutError::Timeout)
+        )
+    }
+
+    /// True when the client's output ends (its connection closed) within `timeout`.
+    pub fn closes_within(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(_) => {}
+                Err(RecvTimeoutError::Disconnected) => return true,
+                Err(RecvTimeoutError::Timeout) => return false,
+            }
+        }
+    }
+
+    /// Process id, for sending signals.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Kills the client, closing its connection.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for LineClient {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn read_lines(stdout: ChildStdout) -> Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// Seconds since midnight named by a `HH:MM:SS` clock line, or `None` if it is not one.
+pub fn clock_line_seconds(line: &str) -> Option<u32> {
+    let bytes = line.as_bytes();
+    if bytes.len() != 8 || bytes[2] != b':' || bytes[5] != b':' {
+        return None;
+    }
+    let mut parts = line.split(':').map(|part| part.parse::<u32>().ok());
+    let (hours, minutes, seconds) = (parts.next()??, parts.next()??, parts.next()??);
+    (hours < 24 && minutes < 60 && seconds < 60).then_some(hours * 3600 + minutes * 60 + seconds)
+}
+
+/// Distance in seconds between two times of day, across midnight if shorter that way.
+pub fn seconds_apart(a: u32, b: u32) -> u32 {
+    let forward = (a + 86_400 - b) % 86_400;
+    forward.min(86_400 - forward)
+}
+
+/// Runs `command` to completion with stdin closed, killing it after `timeout`.
+pub fn run_with_timeout(mut command: Command, timeout: Duration) -> Output {
+    command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = command
+        .spawn()
+        .unwrap_or_else(|error| panic!("cannot start {command:?}: {error}"));
+    let stdout = drain(child.stdout.take().expect("piped stdout"));
+    let stderr = drain(child.stderr.take().expect("piped stderr"));
+    let status = wait_with_deadline(&mut child, timeout)
+        .unwrap_or_else(|| panic!("{command:?} still running after {timeout:?}"));
+    Output {
+        status,
+        stdout: stdout.join().expect("stdout reader"),
+        stderr: stderr.join().expect("stderr reader"),
+    }
+}
+
+/// Waits for `child` up to `timeout`; on timeout kills it and returns `None`.
+pub fn wait_with_deadline(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(status);
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn drain(mut source: impl Read + Send + 'static) -> thread::JoinHandle<Vec<u8>> {
+    thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = source.read_to_end(&mut bytes);
+        bytes
+    })
+}

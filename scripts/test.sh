@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# The whole test suite, on a fresh machine: installs the stock clients the tests talk to when
+# they are missing (as root, through apt-get), then runs `cargo test --workspace`.
+# Extra arguments go to cargo test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# command the tests run -> Debian package that provides it
+declare -A clients=(
+  [nc]=netcat-openbsd
+  [tmux]=tmux
+)
+
+missing=()
+for tool in "${!clients[@]}"; do
+  command -v "$tool" >/dev/null 2>&1 || missing+=("${clients[$tool]}")
+done
+# The tests use OpenBSD nc's flags; another netcat on the PATH would misbehave.
+if command -v nc >/dev/null 2>&1 && ! nc -h 2>&1 | grep -qi openbsd; then
+  missing+=(netcat-openbsd)
+fi
+
+if ((${#missing[@]})); then
+  if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "installing test clients: ${missing[*]}" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq "${missing[@]}" >/dev/null
+  else
+    echo "missing test clients: ${missing[*]}; install them (apt-get install -y ${missing[*]}) or run this as root" >&2
+  fi
+fi
+
+exec cargo test --workspace "$@"
