@@ -1,0 +1,158 @@
+//! Data: setting up the data connection a transfer or listing runs over, passive (we
+//! listen, the client connects) or active (we connect to the client).
+
+use std::io;
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
+use std::ops::RangeInclusive;
+use std::os::fd::AsRawFd;
+use std::time::{Duration, Instant};
+
+/// How the next data connection will be made.
+#[derive(Debug, Default)]
+pub enum DataPlan {
+    /// No PASV/EPSV/PORT/EPRT yet (or the last one was used).
+    #[default]
+    None,
+    /// We listen; the client connects.
+    Passive(TcpListener),
+    /// We connect to the client's address.
+    Active(SocketAddr),
+}
+
+/// The IP clients see for our side of the control connection, with `::ffff:` stripped.
+pub fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+/// Opens a passive listener on `ip`, on a random port of `ports` when given.
+pub fn listen_passive(ip: IpAddr, ports: Option<&RangeInclusive<u16>>) -> io::Result<TcpListener> {
+    let Some(ports) = ports else {
+        return TcpListener::bind(SocketAddr::new(ip, 0));
+    };
+    let span = u64::from(ports.end() - ports.start()) + 1;
+    let start = random_u64() % span;
+    let mut last_error = io::Error::new(io::ErrorKind::AddrInUse, "no free passive port");
+    // Try every port once, starting at a random one, so ports are not handed out in order.
+    for step in 0..span {
+        let port = *ports.start() as u64 + (start + step) % span;
+        match TcpListener::bind(SocketAddr::new(ip, port as u16)) {
+            Ok(listener) => return Ok(listener),
+            Err(error) => last_error = error,
+        }
+    }
+    Err(last_error)
+}
+
+/// Accepts the client's data connection within `timeout`. Connections from any address but
+/// the control connection's peer are dropped and the wait goes on, so nobody else can take
+/// over (or kill) the transfer.
+pub fn accept_from(
+    listener: &TcpListener,
+    peer: IpAddr,
+    timeout: Duration,
+) -> io::Result<TcpStream> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() || !wait_readable(listener.as_raw_fd(), left)? {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "no data connection arrived",
+            ));
+        }
+        let (stream, from) = listener.accept()?;
+        if canonical(from.ip()) == canonical(peer) {
+            return Ok(stream);
+        }
+        log::warn!("dropped data connection from {from}: control connection is from {peer}");
+    }
+}
+
+/// Connects to the client for an active-mode transfer.
+pub fn connect_to(addr: SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
+    TcpStream::connect_timeout(&addr, timeout)
+}
+
+fn wait_readable(fd: i32, timeout: Duration) -> io::Result<bool> {
+    let mut watched = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let millis = timeout.as_millis().clamp(1, i32::MAX as u128) as i32;
+    loop {
+        // SAFETY: one valid pollfd, alive for the call.
+        let ready = unsafe { libc::poll(&mut watched, 1, millis) };
+        match ready {
+            -1 => {
+                let error = io::Error::last_os_error();
+                if error.kind() != io::ErrorKind::Interrupted {
+                    return Err(error);
+                }
+            }
+            0 => return Ok(false),
+            _ => return Ok(true),
+        }
+    }
+}
+
+/// True when the peer has closed its end of `stream` (a read would return EOF now).
+/// Used after an upload's data EOF: a client killed mid-STOR closes the control connection
+/// too, and its half-sent file must not replace the old one.
+pub fn peer_has_closed(stream: &TcpStream) -> bool {
+    let mut byte = [0u8; 1];
+    // SAFETY: a one-byte buffer we own; MSG_PEEK leaves the data for the session to read.
+    let read = unsafe {
+        libc::recv(
+            stream.as_raw_fd(),
+            byte.as_mut_ptr().cast(),
+            1,
+            libc::MSG_PEEK | libc::MSG_DONTWAIT,
+        )
+    };
+    read == 0
+}
+
+fn random_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    // RandomState is seeded from the OS for every instance: enough to spread ports.
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(Instant::now().elapsed().as_nanos());
+    hasher.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mapped_addresses_are_shown_as_ipv4() {
+        let mapped: IpAddr = "::ffff:127.0.0.1".parse().unwrap();
+        assert_eq!(canonical(mapped), "127.0.0.1".parse::<IpAddr>().unwrap());
+        let v6: IpAddr = "::1".parse().unwrap();
+        assert_eq!(canonical(v6), v6);
+    }
+
+    #[test]
+    fn passive_ports_come_from_the_range() {
+        let ip: IpAddr = "127.0.0.1".parse().unwrap();
+        let listener = listen_passive(ip, Some(&(40000..=40100))).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        assert!((40000..=40100).contains(&port));
+    }
+
+    #[test]
+    fn accept_times_out() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let error = accept_from(
+            &listener,
+            "127.0.0.1".parse().unwrap(),
+            Duration::from_millis(50),
+        )
+        .unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::TimedOut);
+    }
+}

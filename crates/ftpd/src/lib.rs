@@ -1,0 +1,16 @@
+//! ftpd: a concurrent FTP server (gopl.io exercise 8.2) that stock clients just work with.
+//!
+//! [`command`] parses control lines and [`reply`] encodes answers, both without I/O;
+//! [`session`] runs one control connection; [`jail`] is the only code that touches the
+//! disk, beneath the served root; [`path`] is the pure virtual path the session shows.
+
+pub mod command;
+pub mod data;
+pub mod jail;
+pub mod listing;
+pub mod path;
+pub mod reply;
+pub mod server;
+pub mod session;
+pub mod transfer;
+pub mod users;

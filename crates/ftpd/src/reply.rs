@@ -1,0 +1,210 @@
+//! Reply: what the server says on the control connection. The wire code sits next to its
+//! RFC 959 meaning, and only [`Reply::to_bytes`] knows about CRLF and the multi-line rule.
+
+/// A reply code, named for what it means (RFC 959 §4.2, RFC 2428, RFC 3659).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u16)]
+pub enum Code {
+    /// File status okay; about to open data connection.
+    OpeningData = 150,
+    /// Command okay.
+    Ok = 200,
+    /// Command not implemented, superfluous at this site.
+    Superfluous = 202,
+    /// System status, or system help reply.
+    SystemStatus = 211,
+    /// File status.
+    FileStatus = 213,
+    /// Help message.
+    Help = 214,
+    /// NAME system type.
+    SystemType = 215,
+    /// Service ready for new user.
+    ServiceReady = 220,
+    /// Service closing control connection.
+    Closing = 221,
+    /// Data connection open; no transfer in progress.
+    NoTransfer = 225,
+    /// Closing data connection; requested file action successful.
+    TransferComplete = 226,
+    /// Entering Passive Mode (h1,h2,h3,h4,p1,p2).
+    PassiveMode = 227,
+    /// Entering Extended Passive Mode (|||port|).
+    ExtendedPassiveMode = 229,
+    /// User logged in, proceed.
+    LoggedIn = 230,
+    /// Requested file action okay, completed.
+    FileActionOk = 250,
+    /// "PATHNAME" created (also the PWD reply).
+    PathCreated = 257,
+    /// User name okay, need password.
+    NeedPassword = 331,
+    /// Requested file action pending further information.
+    PendingFurtherInfo = 350,
+    /// Service not available, closing control connection.
+    ServiceUnavailable = 421,
+    /// Can't open data connection.
+    CantOpenData = 425,
+    /// Connection closed; transfer aborted.
+    TransferAborted = 426,
+    /// Requested action aborted: local error in processing.
+    LocalError = 451,
+    /// Requested action not taken: insufficient storage space in system.
+    InsufficientStorage = 452,
+    /// Syntax error, command unrecognized (or line too long).
+    SyntaxError = 500,
+    /// Syntax error in parameters or arguments.
+    BadArguments = 501,
+    /// Command not implemented.
+    NotImplemented = 502,
+    /// Bad sequence of commands.
+    BadSequence = 503,
+    /// Command not implemented for that parameter.
+    ParameterNotImplemented = 504,
+    /// Network protocol not supported (EPRT, EPSV).
+    ProtocolNotSupported = 522,
+    /// Not logged in.
+    NotLoggedIn = 530,
+    /// Requested action not taken: file unavailable (not found, no access).
+    FileUnavailable = 550,
+    /// Requested file action aborted: exceeded storage allocation.
+    ExceededStorage = 552,
+    /// Requested action not taken: file name not allowed.
+    NameNotAllowed = 553,
+}
+
+impl Code {
+    /// The three digits sent on the wire.
+    pub fn number(self) -> u16 {
+        self as u16
+    }
+}
+
+/// One reply: a code and one or more lines of text.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reply {
+    code: Code,
+    first: String,
+    middle: Vec<Vec<u8>>,
+    last: Option<String>,
+}
+
+impl Reply {
+    /// A single-line reply.
+    pub fn new(code: Code, text: impl Into<String>) -> Reply {
+        Reply {
+            code,
+            first: text.into(),
+            middle: Vec::new(),
+            last: None,
+        }
+    }
+
+    /// A multi-line reply: `code-first`, the middle lines as given, `code last`.
+    pub fn multi(
+        code: Code,
+        first: impl Into<String>,
+        middle: Vec<Vec<u8>>,
+        last: impl Into<String>,
+    ) -> Reply {
+        Reply {
+            code,
+            first: first.into(),
+            middle,
+            last: Some(last.into()),
+        }
+    }
+
+    /// The reply's code.
+    pub fn code(&self) -> Code {
+        self.code
+    }
+
+    /// The bytes to send. CR, LF and NUL inside any text become spaces, so nothing a client
+    /// named can ever start a reply line of its own; a middle line that would look like a
+    /// final line (`NNN `) is indented by one space, as RFC 959 asks.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let number = self.code.number();
+        let mut out = Vec::with_capacity(64);
+        match &self.last {
+            None => {
+                out.extend_from_slice(format!("{number} ").as_bytes());
+                push_clean(&mut out, self.first.as_bytes());
+                out.extend_from_slice(b"\r\n");
+            }
+            Some(last) => {
+                out.extend_from_slice(format!("{number}-").as_bytes());
+                push_clean(&mut out, self.first.as_bytes());
+                out.extend_from_slice(b"\r\n");
+                for line in &self.middle {
+                    if line.len() >= 3 && line[..3].iter().all(u8::is_ascii_digit) {
+                        out.push(b' ');
+                    }
+                    push_clean(&mut out, line);
+                    out.extend_from_slice(b"\r\n");
+                }
+                out.extend_from_slice(format!("{number} ").as_bytes());
+                push_clean(&mut out, last.as_bytes());
+                out.extend_from_slice(b"\r\n");
+            }
+        }
+        out
+    }
+}
+
+fn push_clean(out: &mut Vec<u8>, text: &[u8]) {
+    out.extend(text.iter().map(|&byte| match byte {
+        b'\r' | b'\n' | 0 => b' ',
+        other => other,
+    }));
+}
+
+/// Quotes a path for a 257 reply: inside double quotes, each `"` doubled (RFC 959 appendix II).
+pub fn quote_path(path: &[u8]) -> String {
+    let text = String::from_utf8_lossy(path);
+    format!("\"{}\"", text.replace('"', "\"\""))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(reply: Reply, expected: &str) {
+        assert_eq!(String::from_utf8(reply.to_bytes()).unwrap(), expected);
+    }
+
+    #[test]
+    fn single_line() {
+        check(
+            Reply::new(Code::SystemType, "UNIX Type: L8"),
+            "215 UNIX Type: L8\r\n",
+        );
+    }
+
+    #[test]
+    fn multi_line_indents_lines_that_look_final() {
+        let reply = Reply::multi(
+            Code::SystemStatus,
+            "Features:",
+            vec![b" EPSV".to_vec(), b"226 sneaky".to_vec()],
+            "End",
+        );
+        check(
+            reply,
+            "211-Features:\r\n EPSV\r\n 226 sneaky\r\n211 End\r\n",
+        );
+    }
+
+    #[test]
+    fn control_characters_cannot_inject_lines() {
+        check(
+            Reply::new(Code::FileUnavailable, "no such file: a\r\n230 b\0"),
+            "550 no such file: a  230 b \r\n",
+        );
+    }
+
+    #[test]
+    fn pwd_quoting_doubles_quotes() {
+        assert_eq!(quote_path(br#"/a "b""#), r#""/a ""b""""#);
+    }
+}

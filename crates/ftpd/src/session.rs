@@ -1,0 +1,1257 @@
+//! Session: one control connection, from the 220 greeting to QUIT. One `match` on the
+//! command; each transfer runs on its own thread so ABOR and STAT are heard while data moves.
+
+use std::ffi::OsString;
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, BufWriter, ErrorKind, Seek, SeekFrom, Write};
+use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use chrono::{TimeZone, Utc};
+
+use crate::command::{self, Command, EpsvMode, ParseError, TransferType};
+use crate::data::{self, DataPlan};
+use crate::jail::Jail;
+use crate::listing::{self, Entry, Kind};
+use crate::path::VirtualPath;
+use crate::reply::{quote_path, Code, Reply};
+use crate::server::ServerConfig;
+use crate::transfer;
+use crate::users::{Access, Identity};
+
+/// Longest control line accepted; the rest of a longer one is discarded.
+pub const MAX_LINE: usize = 4096;
+
+/// Stack for session and transfer threads.
+pub const THREAD_STACK_SIZE: usize = 256 * 1024;
+
+/// Verbs that mean someone is talking HTTP to us (a cross-protocol attack or a lost browser).
+const HTTP_VERBS: [&str; 6] = ["GET", "POST", "HEAD", "PUT", "OPTIONS", "CONNECT"];
+
+/// The features FEAT lists; every extension we implement.
+const FEATURES: [&str; 11] = [
+    " EPRT",
+    " EPSV",
+    " MDTM",
+    " MFMT",
+    " MLST type*;size*;modify*;perm*;unique*;",
+    " PASV",
+    " REST STREAM",
+    " SIZE",
+    " TVFS",
+    " UTF8",
+    " LANG EN",
+];
+
+/// The control connection's writing half, shared with the transfer thread that sends the
+/// final reply of its transfer.
+struct Control {
+    writer: Mutex<TcpStream>,
+}
+
+impl Control {
+    fn send(&self, reply: &Reply) -> io::Result<()> {
+        let mut writer = self
+            .writer
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        writer.write_all(&reply.to_bytes())
+    }
+}
+
+/// Where the login stands.
+enum Login {
+    AwaitingUser,
+    AwaitingPass { user: String },
+    LoggedIn { identity: Identity, jail: Arc<Jail> },
+}
+
+/// A transfer running on its own thread.
+struct RunningTransfer {
+    thread: JoinHandle<()>,
+    aborted: Arc<AtomicBool>,
+    data: TcpStream,
+    what: String,
+}
+
+/// What the main loop does after a command.
+enum Flow {
+    Continue,
+    Quit,
+}
+
+/// One client's session state.
+pub struct Session {
+    config: Arc<ServerConfig>,
+    control: Arc<Control>,
+    peer: SocketAddr,
+    local: SocketAddr,
+    login: Login,
+    failed_logins: u32,
+    cwd: VirtualPath,
+    transfer_type: TransferType,
+    data_plan: DataPlan,
+    epsv_all: bool,
+    restart_at: u64,
+    rename_from: Option<VirtualPath>,
+    running: Option<RunningTransfer>,
+}
+
+/// A result whose error is already the reply to send.
+type Replied<T> = Result<T, Reply>;
+
+/// Serves one control connection until QUIT, EOF, a timeout or a fatal write error.
+pub fn serve(stream: TcpStream, peer: SocketAddr, config: Arc<ServerConfig>) {
+    let reader = match stream.try_clone() {
+        Ok(reader) => reader,
+        Err(error) => {
+            log::warn!("{peer}: cannot start session: {error}");
+            return;
+        }
+    };
+    let _ = stream.set_read_timeout(Some(config.idle_timeout));
+    let local = stream.local_addr().unwrap_or(peer);
+    let mut session = Session {
+        config,
+        control: Arc::new(Control {
+            writer: Mutex::new(stream),
+        }),
+        peer,
+        local,
+        login: Login::AwaitingUser,
+        failed_logins: 0,
+        cwd: VirtualPath::root(),
+        transfer_type: TransferType::Image,
+        data_plan: DataPlan::None,
+        epsv_all: false,
+        restart_at: 0,
+        rename_from: None,
+        running: None,
+    };
+    session.run(BufReader::with_capacity(MAX_LINE, reader));
+}
+
+/// One control line, or what went wrong reading it.
+enum LineRead {
+    Line(Vec<u8>),
+    TooLong,
+    Eof,
+}
+
+/// Reads a line of at most [`MAX_LINE`] bytes; a longer line is consumed and discarded, so
+/// it costs no more memory than the cap.
+fn read_line(reader: &mut BufReader<TcpStream>) -> io::Result<LineRead> {
+    let mut line = Vec::new();
+    let mut too_long = false;
+    loop {
+        let available = match reader.fill_buf() {
+            Ok(available) => available,
+            Err(error) if error.kind() == ErrorKind::Interrupted => continue,
+            Err(error) => return Err(error),
+        };
+        if available.is_empty() {
+            return Ok(if too_long {
+                LineRead::TooLong
+            } else if line.is_empty() {
+                LineRead::Eof
+            } else {
+                LineRead::Line(line)
+            });
+        }
+        let (chunk, done) = match available.iter().position(|&byte| byte == b'\n') {
+            Some(end) => (&available[..=end], true),
+            None => (available, false),
+        };
+        let used = chunk.len();
+        if !too_long {
+            line.extend_from_slice(chunk);
+            if line.len() > MAX_LINE {
+                too_long = true;
+                line = Vec::new();
+            }
+        }
+        reader.consume(used);
+        if done {
+            return Ok(if too_long {
+                LineRead::TooLong
+            } else {
+                LineRead::Line(line)
+            });
+        }
+    }
+}
+
+impl Session {
+    fn run(&mut self, mut reader: BufReader<TcpStream>) {
+        if self
+            .send(Reply::new(Code::ServiceReady, "ftpd ready"))
+            .is_err()
+        {
+            return;
+        }
+        loop {
+            let line = match read_line(&mut reader) {
+                Ok(LineRead::Line(line)) => line,
+                Ok(LineRead::TooLong) => {
+                    self.finish_transfer();
+                    if self
+                        .send(Reply::new(Code::SyntaxError, "command line too long"))
+                        .is_err()
+                    {
+                        break;
+                    }
+                    continue;
+                }
+                Ok(LineRead::Eof) => break,
+                Err(error)
+                    if matches!(error.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) =>
+                {
+                    if self
+                        .running
+                        .as_ref()
+                        .is_some_and(|running| !running.thread.is_finished())
+                    {
+                        continue;
+                    }
+                    let _ = self.send(Reply::new(
+                        Code::ServiceUnavailable,
+                        "idle timeout, closing control connection",
+                    ));
+                    break;
+                }
+                Err(_) => break,
+            };
+            let flow = match command::parse(&line) {
+                Ok(command) => self.dispatch(command),
+                Err(ParseError::Unknown(verb)) if HTTP_VERBS.contains(&verb.as_str()) => {
+                    log::warn!("{}: HTTP request on the FTP port, closing", self.peer);
+                    Flow::Quit
+                }
+                Err(error) => {
+                    self.finish_transfer();
+                    self.reply(error.reply())
+                }
+            };
+            if matches!(flow, Flow::Quit) {
+                break;
+            }
+        }
+        self.finish_transfer();
+    }
+
+    /// Routes a command, with the rules for transfers in progress and login state.
+    fn dispatch(&mut self, command: Command) -> Flow {
+        if self.transfer_is_running() {
+            match command {
+                Command::Abor => return self.abort_transfer(),
+                Command::Stat(None) => return self.reply(self.status()),
+                _ => self.finish_transfer(),
+            }
+        }
+        if !command.allowed_before_login() && !matches!(self.login, Login::LoggedIn { .. }) {
+            return self.reply(Reply::new(
+                Code::NotLoggedIn,
+                "Please login with USER and PASS",
+            ));
+        }
+        match self.handle(command) {
+            Ok(flow) => flow,
+            Err(reply) => self.reply(reply),
+        }
+    }
+
+    fn handle(&mut self, command: Command) -> Replied<Flow> {
+        let reply = match command {
+            Command::User(name) => {
+                self.login = Login::AwaitingPass { user: name };
+                Reply::new(Code::NeedPassword, "Password required")
+            }
+            Command::Pass(secret) => return self.log_in(&secret.0),
+            Command::Acct => Reply::new(Code::Superfluous, "ACCT not needed"),
+            Command::Quit => {
+                let _ = self.send(Reply::new(Code::Closing, "Goodbye"));
+                return Ok(Flow::Quit);
+            }
+            Command::Noop => Reply::new(Code::Ok, "NOOP ok"),
+            Command::Syst => Reply::new(Code::SystemType, "UNIX Type: L8"),
+            Command::Feat => Reply::multi(
+                Code::SystemStatus,
+                "Features:",
+                FEATURES
+                    .iter()
+                    .map(|feature| feature.as_bytes().to_vec())
+                    .collect(),
+                "End",
+            ),
+            Command::Opts(option) => {
+                let upper = option.to_ascii_uppercase();
+                if upper == "UTF8 ON" || upper == "UTF8" {
+                    Reply::new(Code::Ok, "Always in UTF8 mode")
+                } else if upper.starts_with("MLST") {
+                    Reply::new(Code::Ok, "MLST OPTS type;size;modify;perm;unique;")
+                } else {
+                    Reply::new(
+                        Code::BadArguments,
+                        format!("option '{option}' not understood"),
+                    )
+                }
+            }
+            Command::Help => Reply::multi(
+                Code::Help,
+                "The following commands are recognized:",
+                vec![
+                    b" ABOR ACCT ALLO APPE CDUP CWD  DELE EPRT EPSV FEAT HELP LIST MDTM MFMT"
+                        .to_vec(),
+                    b" MKD  MLSD MLST MODE NLST NOOP OPTS PASS PASV PORT PWD  QUIT REST RETR"
+                        .to_vec(),
+                    b" RMD  RNFR RNTO SIZE STAT STOR STOU STRU SYST TYPE USER XCUP XCWD XMKD"
+                        .to_vec(),
+                    b" XPWD XRMD".to_vec(),
+                ],
+                "Help OK",
+            ),
+            Command::Stat(None) => self.status(),
+            Command::Stat(Some(path)) => self.stat_path(&path)?,
+            Command::Pwd => Reply::new(
+                Code::PathCreated,
+                format!(
+                    "{} is the current directory",
+                    quote_path(&self.cwd.to_bytes())
+                ),
+            ),
+            Command::Cwd(path) => self.change_dir(self.cwd.resolve(&path))?,
+            Command::Cdup => self.change_dir(self.cwd.parent())?,
+            Command::Mkd(path) => {
+                let (jail, target) = self.writable(&path)?;
+                jail.create_dir(&target)
+                    .map_err(|error| fs_error(&error, &target))?;
+                Reply::new(
+                    Code::PathCreated,
+                    format!("{} created", quote_path(&target.to_bytes())),
+                )
+            }
+            Command::Rmd(path) => {
+                let (jail, target) = self.writable(&path)?;
+                if target.is_root() {
+                    return Err(Reply::new(
+                        Code::FileUnavailable,
+                        "cannot remove the root directory",
+                    ));
+                }
+                jail.remove_dir(&target)
+                    .map_err(|error| fs_error(&error, &target))?;
+                Reply::new(
+                    Code::FileActionOk,
+                    format!("removed directory {}", target.display()),
+                )
+            }
+            Command::Dele(path) => {
+                let (jail, target) = self.writable(&path)?;
+                let metadata = jail
+                    .symlink_metadata(&target)
+                    .map_err(|error| fs_error(&error, &target))?;
+                if metadata.is_dir() {
+                    return Err(Reply::new(
+                        Code::FileUnavailable,
+                        format!("{}: is a directory, use RMD", target.display()),
+                    ));
+                }
+                jail.remove_file(&target)
+                    .map_err(|error| fs_error(&error, &target))?;
+                Reply::new(Code::FileActionOk, format!("deleted {}", target.display()))
+            }
+            Command::Rnfr(path) => {
+                let (jail, source) = self.writable(&path)?;
+                jail.symlink_metadata(&source)
+                    .map_err(|error| fs_error(&error, &source))?;
+                self.rename_from = Some(source);
+                Reply::new(Code::PendingFurtherInfo, "ready for RNTO")
+            }
+            Command::Rnto(path) => {
+                let Some(source) = self.rename_from.take() else {
+                    return Err(Reply::new(Code::BadSequence, "RNFR first"));
+                };
+                let (jail, target) = self.writable(&path)?;
+                jail.rename(&source, &target)
+                    .map_err(|error| fs_error(&error, &target))?;
+                Reply::new(
+                    Code::FileActionOk,
+                    format!("renamed to {}", target.display()),
+                )
+            }
+            Command::Type(kind) => {
+                self.transfer_type = kind;
+                match kind {
+                    TransferType::Ascii => Reply::new(Code::Ok, "Type set to A"),
+                    TransferType::Image => Reply::new(Code::Ok, "Type set to I"),
+                }
+            }
+            Command::Mode => Reply::new(Code::Ok, "Mode set to S"),
+            Command::Stru => Reply::new(Code::Ok, "Structure set to F"),
+            Command::Allo => Reply::new(Code::Superfluous, "ALLO not needed"),
+            Command::Pasv => self.passive(false)?,
+            Command::Epsv(EpsvMode::All) => {
+                self.epsv_all = true;
+                Reply::new(Code::Ok, "EPSV ALL ok")
+            }
+            Command::Epsv(EpsvMode::Open(protocol)) => {
+                let wanted =
+                    if self.local.ip().is_ipv4() || data::canonical(self.local.ip()).is_ipv4() {
+                        1
+                    } else {
+                        2
+                    };
+                if protocol.is_some_and(|protocol| protocol != wanted) {
+                    return Err(Reply::new(
+                        Code::ProtocolNotSupported,
+                        format!("Network protocol not supported, use ({wanted})"),
+                    ));
+                }
+                self.passive(true)?
+            }
+            Command::Port(addr) | Command::Eprt(addr) => self.active(addr)?,
+            Command::List(path) => return self.listing(path.as_deref(), ListingStyle::Long),
+            Command::Nlst(path) => return self.listing(path.as_deref(), ListingStyle::Names),
+            Command::Mlsd(path) => return self.listing(path.as_deref(), ListingStyle::Facts),
+            Command::Mlst(path) => self.mlst(path.as_deref())?,
+            Command::Size(path) => self.size(&path)?,
+            Command::Mdtm(path) => {
+                let (jail, target) = self.readable(&path);
+                let metadata = jail
+                    .metadata(&target)
+                    .map_err(|error| fs_error(&error, &target))?;
+                let entry = Entry::from_metadata(&metadata);
+                Reply::new(
+                    Code::FileStatus,
+                    entry.modified.format("%Y%m%d%H%M%S").to_string(),
+                )
+            }
+            Command::Mfmt(time, path) => {
+                let (jail, target) = self.writable(&path)?;
+                let when = Utc.from_utc_datetime(&time);
+                jail.set_modified(&target, when.into())
+                    .map_err(|error| fs_error(&error, &target))?;
+                Reply::new(
+                    Code::FileStatus,
+                    format!(
+                        "Modify={}; {}",
+                        time.format("%Y%m%d%H%M%S"),
+                        target.display()
+                    ),
+                )
+            }
+            Command::Retr(path) => return self.retrieve(&path),
+            Command::Stor(path) => return self.store(&path, StoreMode::Replace),
+            Command::Appe(path) => return self.store(&path, StoreMode::Append),
+            Command::Stou => return self.store(b"", StoreMode::Unique),
+            Command::Rest(offset) => {
+                self.restart_at = offset;
+                Reply::new(
+                    Code::PendingFurtherInfo,
+                    format!("Restarting at {offset}. Send STOR or RETR"),
+                )
+            }
+            Command::Abor => {
+                self.data_plan = DataPlan::None;
+                Reply::new(Code::NoTransfer, "No transfer to abort")
+            }
+        };
+        Ok(self.reply(reply))
+    }
+
+    fn send(&self, reply: Reply) -> io::Result<()> {
+        self.control.send(&reply)
+    }
+
+    /// Sends a reply; a control connection we cannot write to ends the session.
+    fn reply(&self, reply: Reply) -> Flow {
+        match self.send(reply) {
+            Ok(()) => Flow::Continue,
+            Err(_) => Flow::Quit,
+        }
+    }
+
+    fn log_in(&mut self, password: &str) -> Replied<Flow> {
+        let user = match std::mem::replace(&mut self.login, Login::AwaitingUser) {
+            Login::AwaitingPass { user } => user,
+            logged_in @ Login::LoggedIn { .. } => {
+                self.login = logged_in;
+                return Err(Reply::new(Code::BadSequence, "already logged in"));
+            }
+            Login::AwaitingUser => return Err(Reply::new(Code::BadSequence, "send USER first")),
+        };
+        let identity = self.config.users.authenticate(&user, password);
+        let jail = identity.as_ref().map(|identity| {
+            let home = VirtualPath::root().resolve(identity.home.as_bytes());
+            if home.is_root() {
+                Ok(Arc::clone(&self.config.jail))
+            } else {
+                self.config.jail.subdirectory(&home).map(Arc::new)
+            }
+        });
+        match (identity, jail) {
+            (Some(identity), Some(Ok(jail))) => {
+                log::info!("{}: {} logged in", self.peer, identity.name);
+                let text = match identity.access {
+                    Access::ReadWrite => "Login successful",
+                    Access::ReadOnly => "Login successful (read-only)",
+                };
+                self.login = Login::LoggedIn { identity, jail };
+                self.cwd = VirtualPath::root();
+                Ok(self.reply(Reply::new(Code::LoggedIn, text)))
+            }
+            (Some(identity), Some(Err(error))) => {
+                log::error!("{}: home of {} unusable: {error}", self.peer, identity.name);
+                Err(Reply::new(Code::NotLoggedIn, "home directory unavailable"))
+            }
+            _ => {
+                self.failed_logins += 1;
+                log::warn!(
+                    "{}: failed login for {user:?} (attempt {})",
+                    self.peer,
+                    self.failed_logins
+                );
+                // Slow down guessing; only this session waits.
+                std::thread::sleep(Duration::from_secs(u64::from(self.failed_logins)));
+                if self.failed_logins >= 3 {
+                    let _ = self.send(Reply::new(
+                        Code::ServiceUnavailable,
+                        "too many failed logins, closing",
+                    ));
+                    return Ok(Flow::Quit);
+                }
+                Err(Reply::new(Code::NotLoggedIn, "Login incorrect"))
+            }
+        }
+    }
+
+    fn identity(&self) -> Option<&Identity> {
+        match &self.login {
+            Login::LoggedIn { identity, .. } => Some(identity),
+            _ => None,
+        }
+    }
+
+    fn jail(&self) -> Arc<Jail> {
+        match &self.login {
+            Login::LoggedIn { jail, .. } => Arc::clone(jail),
+            // dispatch() refuses file commands before login.
+            _ => Arc::clone(&self.config.jail),
+        }
+    }
+
+    fn can_write(&self) -> bool {
+        self.identity()
+            .is_some_and(|identity| identity.access == Access::ReadWrite)
+    }
+
+    fn readable(&self, argument: &[u8]) -> (Arc<Jail>, VirtualPath) {
+        (self.jail(), self.cwd.resolve(argument))
+    }
+
+    fn writable(&self, argument: &[u8]) -> Replied<(Arc<Jail>, VirtualPath)> {
+        if !self.can_write() {
+            return Err(Reply::new(
+                Code::FileUnavailable,
+                "permission denied: this login is read-only",
+            ));
+        }
+        Ok(self.readable(argument))
+    }
+
+    fn change_dir(&mut self, target: VirtualPath) -> Replied<Reply> {
+        let metadata = self
+            .jail()
+            .metadata(&target)
+            .map_err(|error| fs_error(&error, &target))?;
+        if !metadata.is_dir() {
+            return Err(Reply::new(
+                Code::FileUnavailable,
+                format!("{}: not a directory", target.display()),
+            ));
+        }
+        self.cwd = target;
+        Ok(Reply::new(
+            Code::FileActionOk,
+            format!("directory changed to {}", self.cwd.display()),
+        ))
+    }
+
+    fn status(&self) -> Reply {
+        let mut lines = vec![format!(" connected from {}", self.peer).into_bytes()];
+        match self.identity() {
+            Some(identity) => lines.push(format!(" logged in as {}", identity.name).into_bytes()),
+            None => lines.push(b" not logged in".to_vec()),
+        }
+        lines.push(
+            match self.transfer_type {
+                TransferType::Ascii => " TYPE: ASCII",
+                TransferType::Image => " TYPE: BINARY",
+            }
+            .as_bytes()
+            .to_vec(),
+        );
+        if let Some(running) = &self.running {
+            lines.push(format!(" transfer in progress: {}", running.what).into_bytes());
+        } else {
+            lines.push(b" no transfer in progress".to_vec());
+        }
+        Reply::multi(
+            Code::SystemStatus,
+            "FTP server status:",
+            lines,
+            "End of status",
+        )
+    }
+
+    fn stat_path(&self, argument: &[u8]) -> Replied<Reply> {
+        let (jail, target) = self.readable(argument);
+        let mut lines = Vec::new();
+        let mut collect = |line: &[u8]| {
+            lines.push(line.to_vec());
+            Ok(())
+        };
+        write_listing(&jail, &target, ListingStyle::Long, false, &mut collect)
+            .map_err(|error| fs_error(&error, &target))?;
+        Ok(Reply::multi(
+            Code::FileStatus,
+            format!("Status of {}:", target.display()),
+            lines,
+            "End of status",
+        ))
+    }
+
+    fn mlst(&self, argument: Option<&[u8]>) -> Replied<Reply> {
+        let (jail, target) = self.readable(argument.unwrap_or(b"."));
+        let metadata = jail
+            .metadata(&target)
+            .map_err(|error| fs_error(&error, &target))?;
+        let mut line = b" ".to_vec();
+        listing::write_facts(
+            &mut line,
+            target.display().as_ref(),
+            &Entry::from_metadata(&metadata),
+            self.can_write(),
+        );
+        Ok(Reply::multi(
+            Code::FileActionOk,
+            format!("Listing {}", target.display()),
+            vec![line],
+            "End",
+        ))
+    }
+
+    fn size(&self, argument: &[u8]) -> Replied<Reply> {
+        let (jail, target) = self.readable(argument);
+        let mut file = jail
+            .open_read(&target)
+            .map_err(|error| fs_error(&error, &target))?;
+        let length = file
+            .metadata()
+            .map_err(|error| fs_error(&error, &target))?
+            .len();
+        let size = match self.transfer_type {
+            TransferType::Image => length,
+            TransferType::Ascii => {
+                transfer::crlf_size(&mut file).map_err(|error| fs_error(&error, &target))?
+            }
+        };
+        Ok(Reply::new(Code::FileStatus, size.to_string()))
+    }
+
+    fn passive(&mut self, extended: bool) -> Replied<Reply> {
+        if self.epsv_all && !extended {
+            return Err(Reply::new(
+                Code::BadSequence,
+                "EPSV ALL in effect: use EPSV",
+            ));
+        }
+        let local_ip = data::canonical(self.local.ip());
+        let listener = data::listen_passive(local_ip, self.config.passive_ports.as_ref()).map_err(
+            |error| {
+                Reply::new(
+                    Code::CantOpenData,
+                    format!("cannot open passive port: {error}"),
+                )
+            },
+        )?;
+        let port = listener
+            .local_addr()
+            .map_err(|error| {
+                Reply::new(
+                    Code::CantOpenData,
+                    format!("cannot open passive port: {error}"),
+                )
+            })?
+            .port();
+        self.data_plan = DataPlan::Passive(listener);
+        if extended {
+            return Ok(Reply::new(
+                Code::ExtendedPassiveMode,
+                format!("Entering Extended Passive Mode (|||{port}|)"),
+            ));
+        }
+        let advertised = self.config.passive_address.unwrap_or(local_ip);
+        let IpAddr::V4(v4) = advertised else {
+            self.data_plan = DataPlan::None;
+            return Err(Reply::new(Code::CantOpenData, "PASV needs IPv4: use EPSV"));
+        };
+        let [a, b, c, d] = v4.octets();
+        Ok(Reply::new(
+            Code::PassiveMode,
+            format!(
+                "Entering Passive Mode ({a},{b},{c},{d},{},{})",
+                port >> 8,
+                port & 0xFF
+            ),
+        ))
+    }
+
+    fn active(&mut self, addr: SocketAddr) -> Replied<Reply> {
+        if self.epsv_all {
+            return Err(Reply::new(
+                Code::BadSequence,
+                "EPSV ALL in effect: use EPSV",
+            ));
+        }
+        if data::canonical(addr.ip()) != data::canonical(self.peer.ip()) && !self.config.allow_fxp {
+            return Err(Reply::new(
+                Code::ParameterNotImplemented,
+                format!(
+                    "active mode only to your own address {}, not {}",
+                    self.peer.ip(),
+                    addr.ip()
+                ),
+            ));
+        }
+        if addr.port() < 1024 {
+            return Err(Reply::new(
+                Code::ParameterNotImplemented,
+                format!(
+                    "active mode to port {} refused: use 1024 or above",
+                    addr.port()
+                ),
+            ));
+        }
+        self.data_plan = DataPlan::Active(addr);
+        Ok(Reply::new(Code::Ok, "PORT command successful"))
+    }
+
+    /// The data connection for the next transfer (one use per PASV/PORT).
+    fn open_data(&mut self) -> Replied<TcpStream> {
+        let stream = match std::mem::take(&mut self.data_plan) {
+            DataPlan::None => {
+                return Err(Reply::new(
+                    Code::CantOpenData,
+                    "use PASV, EPSV, PORT or EPRT first",
+                ))
+            }
+            DataPlan::Passive(listener) => {
+                data::accept_from(&listener, self.peer.ip(), self.config.data_timeout)
+            }
+            DataPlan::Active(addr) => data::connect_to(addr, self.config.data_timeout),
+        };
+        let stream = stream.map_err(|error| {
+            Reply::new(
+                Code::CantOpenData,
+                format!("cannot open data connection: {error}"),
+            )
+        })?;
+        let _ = stream.set_read_timeout(Some(self.config.stall_timeout));
+        let _ = stream.set_write_timeout(Some(self.config.stall_timeout));
+        Ok(stream)
+    }
+
+    fn listing(&mut self, argument: Option<&[u8]>, style: ListingStyle) -> Replied<Flow> {
+        let (jail, target) = self.readable(argument.unwrap_or(b""));
+        let metadata = jail
+            .metadata(&target)
+            .map_err(|error| fs_error(&error, &target))?;
+        if style == ListingStyle::Facts && !metadata.is_dir() {
+            return Err(Reply::new(
+                Code::FileUnavailable,
+                format!("{}: not a directory", target.display()),
+            ));
+        }
+        let writable = self.can_write();
+        let data = self.open_data()?;
+        self.send_or_fail(Reply::new(
+            Code::OpeningData,
+            "Here comes the directory listing",
+        ))?;
+        let what = format!("listing of {}", target.display());
+        self.start_transfer(data, what, move |data, _aborted| {
+            let mut out = BufWriter::with_capacity(64 * 1024, data);
+            let mut write_line = |line: &[u8]| {
+                out.write_all(line)?;
+                out.write_all(b"\r\n")
+            };
+            let result = write_listing(&jail, &target, style, writable, &mut write_line)
+                .and_then(|()| out.flush());
+            TransferEnd::from_network(result.map(|()| 0), "Directory send OK")
+        });
+        Ok(Flow::Continue)
+    }
+
+    fn retrieve(&mut self, argument: &[u8]) -> Replied<Flow> {
+        let offset = std::mem::take(&mut self.restart_at);
+        let (jail, target) = self.readable(argument);
+        let mut file = jail
+            .open_read(&target)
+            .map_err(|error| fs_error(&error, &target))?;
+        let length = file.metadata().map(|metadata| metadata.len()).unwrap_or(0);
+        if offset > 0 {
+            file.seek(SeekFrom::Start(offset))
+                .map_err(|error| fs_error(&error, &target))?;
+        }
+        let data = self.open_data()?;
+        let kind = self.transfer_type;
+        let mode = if kind == TransferType::Ascii {
+            "ASCII"
+        } else {
+            "BINARY"
+        };
+        self.send_or_fail(Reply::new(
+            Code::OpeningData,
+            format!(
+                "Opening {mode} mode data connection for {} ({length} bytes)",
+                target.display()
+            ),
+        ))?;
+        let what = format!("RETR {}", target.display());
+        self.start_transfer(data, what, move |mut data, _aborted| {
+            let sent = match kind {
+                TransferType::Image => io::copy(&mut file, &mut data),
+                TransferType::Ascii => transfer::copy_to_crlf(&mut file, &mut data),
+            };
+            TransferEnd::from_network(sent, "Transfer complete")
+        });
+        Ok(Flow::Continue)
+    }
+
+    fn store(&mut self, argument: &[u8], mode: StoreMode) -> Replied<Flow> {
+        let offset = std::mem::take(&mut self.restart_at);
+        let jail = self.jail();
+        if !self.can_write() {
+            return Err(Reply::new(
+                Code::FileUnavailable,
+                "permission denied: this login is read-only",
+            ));
+        }
+        let target = match mode {
+            StoreMode::Unique => self.cwd.clone(),
+            _ => self.cwd.resolve(argument),
+        };
+        if mode != StoreMode::Unique && target.is_root() {
+            return Err(Reply::new(
+                Code::NameNotAllowed,
+                "cannot store over a directory",
+            ));
+        }
+        let upload = Upload::open(&jail, &target, mode, offset)
+            .map_err(|error| fs_error(&error, &target))?;
+        let data = match self.open_data() {
+            Ok(data) => data,
+            Err(reply) => {
+                upload.discard(&jail);
+                return Err(reply);
+            }
+        };
+        let shown = upload.final_path.display();
+        let opening = match mode {
+            StoreMode::Unique => format!(
+                "FILE: {}",
+                upload
+                    .final_path
+                    .file_name()
+                    .map_or(shown.clone(), |name| name.to_string_lossy().into_owned())
+            ),
+            _ => format!("Ok to send data for {shown}"),
+        };
+        if let Err(reply) = self.send_or_fail(Reply::new(Code::OpeningData, opening)) {
+            upload.discard(&jail);
+            return Err(reply);
+        }
+        let kind = self.transfer_type;
+        let control = self.control_probe();
+        let what = format!("STOR {shown}");
+        self.start_transfer(data, what, move |mut data, aborted| {
+            let mut upload = upload;
+            let received = match kind {
+                TransferType::Image => transfer::copy_exact(&mut data, &mut upload.file),
+                TransferType::Ascii => transfer::copy_from_crlf(&mut data, &mut upload.file),
+            };
+            let received = received.and_then(|count| {
+                // An EOF on the data connection also happens when the client dies or ABOR
+                // shuts it down: only a live client's EOF ends a complete upload.
+                if aborted.load(Ordering::Acquire) {
+                    return Err(io::Error::new(ErrorKind::Interrupted, "aborted"));
+                }
+                if control.as_ref().is_some_and(data::peer_has_closed) {
+                    return Err(io::Error::new(
+                        ErrorKind::ConnectionAborted,
+                        "client left during upload",
+                    ));
+                }
+                Ok(count)
+            });
+            match received {
+                Ok(_) => match upload.commit(&jail) {
+                    Ok(()) => TransferEnd::Complete(format!("Transfer complete: {shown}")),
+                    Err(error) => TransferEnd::Local(fs_error(&error, &upload.final_path)),
+                },
+                Err(error) => {
+                    upload.discard(&jail);
+                    TransferEnd::from_upload_error(&error)
+                }
+            }
+        });
+        Ok(Flow::Continue)
+    }
+
+    fn control_probe(&self) -> Option<TcpStream> {
+        self.control
+            .writer
+            .lock()
+            .ok()
+            .and_then(|writer| writer.try_clone().ok())
+    }
+
+    /// Sends a preliminary reply, turning a dead control connection into an error.
+    fn send_or_fail(&self, reply: Reply) -> Replied<()> {
+        self.send(reply).map_err(|error| {
+            Reply::new(
+                Code::ServiceUnavailable,
+                format!("control connection failed: {error}"),
+            )
+        })
+    }
+
+    /// Runs `work` on a transfer thread that sends the final reply itself.
+    fn start_transfer<F>(&mut self, data: TcpStream, what: String, work: F)
+    where
+        F: FnOnce(TcpStream, &AtomicBool) -> TransferEnd + Send + 'static,
+    {
+        let aborted = Arc::new(AtomicBool::new(false));
+        // One handle lets ABOR shut the connection down; the other closes it when the work
+        // is done, since the first keeps the socket open until the session lets go of it.
+        let handles = data
+            .try_clone()
+            .and_then(|first| Ok((first, data.try_clone()?)));
+        let (data_handle, closer) = match handles {
+            Ok(handles) => handles,
+            Err(error) => {
+                let _ = self.send(Reply::new(
+                    Code::CantOpenData,
+                    format!("data connection unusable: {error}"),
+                ));
+                return;
+            }
+        };
+        let control = Arc::clone(&self.control);
+        let thread_aborted = Arc::clone(&aborted);
+        let peer = self.peer;
+        let log_what = what.clone();
+        let spawned = std::thread::Builder::new()
+            .stack_size(THREAD_STACK_SIZE)
+            .spawn(move || {
+                let end = work(data, &thread_aborted);
+                let _ = closer.shutdown(std::net::Shutdown::Both);
+                let end = if thread_aborted.load(Ordering::Acquire)
+                    && !matches!(end, TransferEnd::Complete(_))
+                {
+                    TransferEnd::Aborted
+                } else {
+                    end
+                };
+                if !matches!(end, TransferEnd::Complete(_)) {
+                    log::info!("{peer}: {log_what} did not complete: {end:?}");
+                }
+                let _ = control.send(&end.reply());
+            });
+        match spawned {
+            Ok(thread) => {
+                self.running = Some(RunningTransfer {
+                    thread,
+                    aborted,
+                    data: data_handle,
+                    what,
+                })
+            }
+            Err(error) => {
+                log::error!("{}: cannot start transfer thread: {error}", self.peer);
+                let _ = data_handle.shutdown(std::net::Shutdown::Both);
+                let _ = self.send(Reply::new(Code::LocalError, "server busy, try again"));
+            }
+        }
+    }
+
+    fn transfer_is_running(&self) -> bool {
+        self.running.is_some()
+    }
+
+    /// Waits for the running transfer (if any) to send its final reply.
+    fn finish_transfer(&mut self) {
+        if let Some(running) = self.running.take() {
+            let _ = running.thread.join();
+        }
+    }
+
+    /// ABOR during a transfer: stop it (its thread replies 426), then 226.
+    fn abort_transfer(&mut self) -> Flow {
+        let Some(running) = self.running.take() else {
+            return self.reply(Reply::new(Code::NoTransfer, "No transfer to abort"));
+        };
+        if running.thread.is_finished() {
+            let _ = running.thread.join();
+            return self.reply(Reply::new(Code::NoTransfer, "No transfer to abort"));
+        }
+        running.aborted.store(true, Ordering::Release);
+        let _ = running.data.shutdown(std::net::Shutdown::Both);
+        let _ = running.thread.join();
+        self.reply(Reply::new(Code::TransferComplete, "ABOR successful"))
+    }
+}
+
+/// How a listing is written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ListingStyle {
+    /// LIST: `ls -l` lines.
+    Long,
+    /// NLST: names only.
+    Names,
+    /// MLSD: RFC 3659 facts.
+    Facts,
+}
+
+/// Writes a directory's listing (or one line for a file) through `emit`, streaming entry by
+/// entry. Names with CR or LF are left out.
+fn write_listing(
+    jail: &Jail,
+    target: &VirtualPath,
+    style: ListingStyle,
+    writable: bool,
+    emit: &mut dyn FnMut(&[u8]) -> io::Result<()>,
+) -> io::Result<()> {
+    let now = Utc::now();
+    let metadata = jail.metadata(target)?;
+    let mut line = Vec::with_capacity(256);
+    let mut write_entry = |line: &mut Vec<u8>, name: &std::ffi::OsStr, entry: &Entry| {
+        line.clear();
+        match style {
+            ListingStyle::Long => listing::write_ls_line(line, name, entry, now),
+            ListingStyle::Names => {
+                line.extend_from_slice(std::os::unix::ffi::OsStrExt::as_bytes(name))
+            }
+            ListingStyle::Facts => listing::write_facts(line, name, entry, writable),
+        }
+        emit(line)
+    };
+    if !metadata.is_dir() {
+        let name: OsString = target
+            .file_name()
+            .map(ToOwned::to_owned)
+            .unwrap_or_default();
+        return write_entry(&mut line, &name, &Entry::from_metadata(&metadata));
+    }
+    for entry in jail.read_dir(target)? {
+        let Ok(entry) = entry else { continue };
+        let name = entry.file_name();
+        if !listing::is_listable(&name) {
+            continue;
+        }
+        let Ok(own) = entry.metadata() else { continue };
+        let mut facts = Entry::from_metadata(&own);
+        if facts.kind == Kind::Symlink {
+            // Show what a link inside the jail points at; one leading outside stays a link.
+            if let Ok(target_metadata) = jail.metadata(&target.child(&name)) {
+                facts = Entry::from_metadata(&target_metadata);
+            }
+        }
+        write_entry(&mut line, &name, &facts)?;
+    }
+    Ok(())
+}
+
+/// How STOR, APPE and STOU write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum StoreMode {
+    Replace,
+    Append,
+    Unique,
+}
+
+/// An upload in progress: where bytes go now and where they end up.
+struct Upload {
+    file: File,
+    /// The temporary file to rename over the target, for a plain STOR.
+    temporary: Option<VirtualPath>,
+    final_path: VirtualPath,
+    /// Remove `final_path` itself if the upload fails (STOU's fresh file).
+    remove_on_failure: bool,
+}
+
+impl Upload {
+    fn open(jail: &Jail, target: &VirtualPath, mode: StoreMode, offset: u64) -> io::Result<Upload> {
+        match mode {
+            StoreMode::Replace if offset == 0 => {
+                if jail
+                    .metadata(target)
+                    .is_ok_and(|metadata| metadata.is_dir())
+                {
+                    return Err(io::Error::new(ErrorKind::IsADirectory, "is a directory"));
+                }
+                let (temporary, file) = jail.create_upload(&target.parent())?;
+                Ok(Upload {
+                    file,
+                    temporary: Some(temporary),
+                    final_path: target.clone(),
+                    remove_on_failure: false,
+                })
+            }
+            StoreMode::Replace => {
+                // Resuming: write into the existing file at the offset, as clients expect.
+                let mut file = jail.open_write_in_place(target)?;
+                file.set_len(offset)?;
+                file.seek(SeekFrom::Start(offset))?;
+                Ok(Upload {
+                    file,
+                    temporary: None,
+                    final_path: target.clone(),
+                    remove_on_failure: false,
+                })
+            }
+            StoreMode::Append => Ok(Upload {
+                file: jail.open_append(target)?,
+                temporary: None,
+                final_path: target.clone(),
+                remove_on_failure: false,
+            }),
+            StoreMode::Unique => {
+                let directory = target;
+                for serial in 0..1000u32 {
+                    let name = OsString::from(format!("ftpd.{}.{serial}", std::process::id()));
+                    let path = directory.child(&name);
+                    match jail.create_new(&path) {
+                        Ok(file) => {
+                            return Ok(Upload {
+                                file,
+                                temporary: None,
+                                final_path: path,
+                                remove_on_failure: true,
+                            })
+                        }
+                        Err(error) if error.kind() == ErrorKind::AlreadyExists => {}
+                        Err(error) => return Err(error),
+                    }
+                }
+                Err(io::Error::new(
+                    ErrorKind::AlreadyExists,
+                    "no free unique name",
+                ))
+            }
+        }
+    }
+
+    /// Makes a complete upload visible: the temporary file replaces the target atomically.
+    fn commit(&mut self, jail: &Jail) -> io::Result<()> {
+        self.file.flush()?;
+        if let Some(temporary) = &self.temporary {
+            if let Err(error) = jail.rename(temporary, &self.final_path) {
+                let _ = jail.remove_file(temporary);
+                return Err(error);
+            }
+        }
+        Ok(())
+    }
+
+    /// Drops a failed upload, leaving the old file as it was.
+    fn discard(self, jail: &Jail) {
+        if let Some(temporary) = &self.temporary {
+            let _ = jail.remove_file(temporary);
+        } else if self.remove_on_failure {
+            let _ = jail.remove_file(&self.final_path);
+        }
+    }
+}
+
+/// How a transfer ended, and so its final reply.
+#[derive(Debug)]
+enum TransferEnd {
+    Complete(String),
+    Aborted,
+    Broken(String),
+    Local(Reply),
+}
+
+impl TransferEnd {
+    fn from_network(result: io::Result<u64>, done: &str) -> TransferEnd {
+        match result {
+            Ok(_) => TransferEnd::Complete(done.to_owned()),
+            Err(error) => TransferEnd::Broken(error.to_string()),
+        }
+    }
+
+    fn from_upload_error(error: &io::Error) -> TransferEnd {
+        match error.kind() {
+            ErrorKind::StorageFull => TransferEnd::Local(Reply::new(
+                Code::InsufficientStorage,
+                "insufficient storage space; upload discarded",
+            )),
+            ErrorKind::FileTooLarge => TransferEnd::Local(Reply::new(
+                Code::ExceededStorage,
+                "file too large; upload discarded",
+            )),
+            _ => TransferEnd::Broken(error.to_string()),
+        }
+    }
+
+    fn reply(&self) -> Reply {
+        match self {
+            TransferEnd::Complete(text) => Reply::new(Code::TransferComplete, text.clone()),
+            TransferEnd::Aborted => {
+                Reply::new(Code::TransferAborted, "Connection closed; transfer aborted")
+            }
+            TransferEnd::Broken(why) => Reply::new(
+                Code::TransferAborted,
+                format!("Connection closed; transfer aborted: {why}"),
+            ),
+            TransferEnd::Local(reply) => reply.clone(),
+        }
+    }
+}
+
+/// The reply for a file-system error on `path`.
+fn fs_error(error: &io::Error, path: &VirtualPath) -> Reply {
+    let shown = path.display();
+    match error.kind() {
+        ErrorKind::NotFound => Reply::new(
+            Code::FileUnavailable,
+            format!("{shown}: no such file or directory"),
+        ),
+        ErrorKind::PermissionDenied => {
+            Reply::new(Code::FileUnavailable, format!("{shown}: permission denied"))
+        }
+        ErrorKind::AlreadyExists => {
+            Reply::new(Code::FileUnavailable, format!("{shown}: already exists"))
+        }
+        ErrorKind::NotADirectory => {
+            Reply::new(Code::FileUnavailable, format!("{shown}: not a directory"))
+        }
+        ErrorKind::IsADirectory => {
+            Reply::new(Code::FileUnavailable, format!("{shown}: is a directory"))
+        }
+        ErrorKind::DirectoryNotEmpty => Reply::new(
+            Code::FileUnavailable,
+            format!("{shown}: directory not empty"),
+        ),
+        ErrorKind::StorageFull => {
+            Reply::new(Code::InsufficientStorage, "insufficient storage space")
+        }
+        ErrorKind::FileTooLarge => Reply::new(Code::ExceededStorage, "exceeded storage allocation"),
+        _ => Reply::new(Code::LocalError, format!("{shown}: local error: {error}")),
+    }
+}
