@@ -9,6 +9,10 @@ cd "$(dirname "$0")/.."
 declare -A clients=(
   [nc]=netcat-openbsd
   [tmux]=tmux
+  [ftp]=ftp
+  [lftp]=lftp
+  [curl]=curl
+  [python3]=python3
 )
 
 missing=()
