@@ -7,7 +7,7 @@ use std::io::Cursor;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use suppaftp::list::File as ListedFile;
+use suppaftp::list::{File as ListedFile, ListParser};
 use suppaftp::types::FileType;
 use suppaftp::{FtpStream, Mode};
 use support::{noise, put, sha256, Ftpd, FTPD};
@@ -61,13 +61,13 @@ fn suppaftp_full_session() {
     let files: Vec<ListedFile> = listing
         .iter()
         .map(|line| {
-            ListedFile::from_posix_line(line).unwrap_or_else(|error| panic!("{line:?}: {error:?}"))
+            ListParser::parse_posix(line).unwrap_or_else(|error| panic!("{line:?}: {error:?}"))
         })
         .collect();
     assert_eq!(files.len(), 1);
     assert_eq!((files[0].name(), files[0].size()), ("big.bin", big.len()));
     let facts = ftp.mlsd(None).unwrap();
-    let parsed = ListedFile::from_mlsx_line(&facts[0]).unwrap();
+    let parsed = ListParser::parse_mlsd(&facts[0]).unwrap();
     assert_eq!(
         (parsed.name(), parsed.size(), parsed.is_file()),
         ("big.bin", big.len(), true)
