@@ -449,3 +449,110 @@ fn an_over_long_line_gets_500_and_the_session_goes_on() {
     raw.expect("NOOP", 200);
     let _ = TcpStream::connect(ftpd.addr()).unwrap();
 }
+
+#[test]
+fn stat_is_answered_mid_transfer_and_quit_waits_for_the_transfer() {
+    let ftpd = Ftpd::start(&[]);
+    let big = noise(16 * 1024 * 1024, 9);
+    put(ftpd.root.path(), "big", &big);
+    let mut raw = ftpd.anonymous();
+    raw.expect("TYPE I", 200);
+    let mut data = raw.passive();
+    raw.expect("RETR big", 150);
+    let mut first = vec![0u8; 4096];
+    data.read_exact(&mut first).unwrap();
+    let status = raw.expect("STAT", 211);
+    assert!(
+        status.text().contains("transfer in progress: RETR /big"),
+        "{status:?}"
+    );
+    raw.send("QUIT");
+    let mut rest = Vec::new();
+    data.read_to_end(&mut rest).unwrap();
+    assert_eq!(
+        first.len() + rest.len(),
+        big.len(),
+        "QUIT must let the transfer finish"
+    );
+    assert_eq!(raw.answer().code, 226);
+    assert_eq!(raw.answer().code, 221);
+}
+
+#[test]
+fn ipv6_eprt_and_epsv() {
+    let Ok(probe) = std::net::TcpListener::bind("[::1]:0") else {
+        panic!("this test needs IPv6 loopback (::1)");
+    };
+    drop(probe);
+    let root = tempfile::tempdir().unwrap();
+    put(root.path(), "six.txt", b"over ipv6");
+    let mut command = std::process::Command::new(support::FTPD);
+    command
+        .args(["--host", "::1", "--port", "0", "--root"])
+        .arg(root.path());
+    let server = testkit::Server::spawn(command);
+    let mut raw = Raw::connect(server.addr);
+    raw.expect("USER anonymous", 331);
+    raw.expect("PASS x", 230);
+    raw.expect("PASV", 425);
+    raw.expect("EPSV 1", 522);
+    let answer = raw.expect("EPSV 2", 229);
+    let port: u16 = answer.lines[0].split('|').nth(3).unwrap().parse().unwrap();
+    let mut data = TcpStream::connect(("::1", port)).unwrap();
+    raw.expect("RETR six.txt", 150);
+    let mut bytes = Vec::new();
+    data.read_to_end(&mut bytes).unwrap();
+    assert_eq!(
+        (bytes.as_slice(), raw.answer().code),
+        (&b"over ipv6"[..], 226)
+    );
+    let listener = std::net::TcpListener::bind("[::1]:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    raw.expect(&format!("EPRT |2|::1|{port}|"), 200);
+    raw.send("RETR six.txt");
+    let (mut data, _) = listener.accept().unwrap();
+    assert_eq!(raw.answer().code, 150);
+    let mut bytes = Vec::new();
+    data.read_to_end(&mut bytes).unwrap();
+    assert_eq!(
+        (bytes.as_slice(), raw.answer().code),
+        (&b"over ipv6"[..], 226)
+    );
+}
+
+#[test]
+fn a_data_connection_from_another_address_is_dropped() {
+    let ftpd = Ftpd::start(&[]);
+    put(ftpd.root.path(), "mine", b"only for the client");
+    let mut raw = ftpd.anonymous();
+    let answer = raw.expect("EPSV", 229);
+    let port: u16 = answer.lines[0].split('|').nth(3).unwrap().parse().unwrap();
+    // An intruder on 127.0.0.2 gets there first.
+    let intruder = socket_from("127.0.0.2", port);
+    std::thread::sleep(Duration::from_millis(100));
+    let mut data = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    raw.expect("RETR mine", 150);
+    let mut bytes = Vec::new();
+    data.read_to_end(&mut bytes).unwrap();
+    assert_eq!(
+        (bytes.as_slice(), raw.answer().code),
+        (&b"only for the client"[..], 226)
+    );
+    let mut stolen = Vec::new();
+    let mut intruder = intruder;
+    let _ = intruder.read_to_end(&mut stolen);
+    assert!(stolen.is_empty());
+}
+
+/// A TCP connection to 127.0.0.1:`port` made from a chosen loopback source address.
+fn socket_from(source: &str, port: u16) -> TcpStream {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    let source: std::net::IpAddr = source.parse().unwrap();
+    socket
+        .bind(&std::net::SocketAddr::new(source, 0).into())
+        .unwrap();
+    socket
+        .connect(&std::net::SocketAddr::from(([127, 0, 0, 1], port)).into())
+        .unwrap();
+    socket.into()
+}
