@@ -7,7 +7,7 @@
 
 use std::io::{self, ErrorKind};
 use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
@@ -67,18 +67,61 @@ where
 {
     let mut backoff = AcceptBackoff::default();
     loop {
-        match listener.accept() {
-            Ok((stream, peer)) => {
-                backoff.recovered();
-                handle(stream, peer);
+        if let Some((stream, peer)) = accept_one(listener, &mut backoff) {
+            handle(stream, peer);
+        }
+    }
+}
+
+/// Like [`accept_forever`], until `stop` is set. Whoever sets it should also call
+/// [`wake_accept`], so a blocked `accept` returns at once.
+pub fn accept_until<F>(listener: &TcpListener, stop: &AtomicBool, mut handle: F)
+where
+    F: FnMut(TcpStream, SocketAddr),
+{
+    let mut backoff = AcceptBackoff::default();
+    while !stop.load(Ordering::Acquire) {
+        if let Some((stream, peer)) = accept_one(listener, &mut backoff) {
+            if stop.load(Ordering::Acquire) {
+                return;
             }
-            // The peer gave up before we accepted it; nothing is wrong with the listener.
-            Err(error)
-                if matches!(
-                    error.kind(),
-                    ErrorKind::Interrupted | ErrorKind::ConnectionAborted
-                ) => {}
-            Err(error) => thread::sleep(backoff.failed(&error)),
+            handle(stream, peer);
+        }
+    }
+}
+
+/// Makes a thread blocked in `accept` on this listener return (Linux answers `EINVAL` once
+/// a listening socket is shut down), for a graceful stop.
+pub fn wake_accept(listener: &TcpListener) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: shutdown on a descriptor the listener owns; it stays open until dropped.
+    unsafe {
+        libc::shutdown(listener.as_raw_fd(), libc::SHUT_RD);
+    }
+}
+
+/// One accept; `None` after an error (having backed off when the error was not the peer's).
+fn accept_one(
+    listener: &TcpListener,
+    backoff: &mut AcceptBackoff,
+) -> Option<(TcpStream, SocketAddr)> {
+    match listener.accept() {
+        Ok(accepted) => {
+            backoff.recovered();
+            Some(accepted)
+        }
+        // The peer gave up before we accepted it; nothing is wrong with the listener.
+        Err(error)
+            if matches!(
+                error.kind(),
+                ErrorKind::Interrupted | ErrorKind::ConnectionAborted
+            ) =>
+        {
+            None
+        }
+        Err(error) => {
+            thread::sleep(backoff.failed(&error));
+            None
         }
     }
 }
@@ -207,6 +250,25 @@ mod tests {
         assert_eq!(*delays.last().unwrap(), AcceptBackoff::LONGEST);
         backoff.recovered();
         assert_eq!(backoff.failed(&error), AcceptBackoff::FIRST);
+    }
+
+    #[test]
+    fn accept_until_returns_once_stopped_and_woken() {
+        let listener = listen_announced("127.0.0.1", 0).unwrap();
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let accepted = std::sync::Mutex::new(0);
+        thread::scope(|scope| {
+            let waiter = scope
+                .spawn(|| accept_until(&listener, &stop, |_, _| *accepted.lock().unwrap() += 1));
+            TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+            while *accepted.lock().unwrap() == 0 {
+                thread::sleep(Duration::from_millis(5));
+            }
+            stop.store(true, Ordering::Release);
+            wake_accept(&listener);
+            waiter.join().unwrap();
+        });
+        assert_eq!(*accepted.lock().unwrap(), 1);
     }
 
     #[test]

@@ -473,3 +473,45 @@ mod tests {
         assert!(!format!("{command:?}").contains("hunter2"));
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        /// Any bytes parse to a command or an error, and every error's reply is one clean line.
+        #[test]
+        fn arbitrary_lines_never_panic(line in proptest::collection::vec(any::<u8>(), 0..600)) {
+            if let Err(error) = parse(&line) {
+                let bytes = error.reply().to_bytes();
+                prop_assert!(bytes.ends_with(b"\r\n"));
+                let inner = &bytes[..bytes.len() - 2];
+                prop_assert!(!inner.iter().any(|&byte| byte == b'\r' || byte == b'\n' || byte == 0));
+            }
+        }
+
+        /// Verbs followed by anything: paths never keep CR, LF or NUL.
+        #[test]
+        fn paths_never_carry_line_breaks(
+            verb in prop::sample::select(vec!["RETR", "STOR", "CWD", "MKD", "DELE", "LIST", "SIZE", "RNFR"]),
+            argument in proptest::collection::vec(any::<u8>(), 0..200),
+        ) {
+            let mut line = verb.as_bytes().to_vec();
+            line.push(b' ');
+            line.extend_from_slice(&argument);
+            let path = match parse(&line) {
+                Ok(Command::Retr(path) | Command::Stor(path) | Command::Cwd(path) | Command::Mkd(path)
+                    | Command::Dele(path) | Command::Size(path) | Command::Rnfr(path)) => Some(path),
+                Ok(Command::List(path)) => path,
+                _ => None,
+            };
+            if let Some(path) = path {
+                prop_assert!(!path.iter().any(|&byte| byte == b'\r' || byte == b'\n' || byte == 0));
+            }
+        }
+    }
+}

@@ -1,18 +1,19 @@
 //! ftpd: serves a directory over FTP. With no arguments: the current directory on
 //! 127.0.0.1:2121, anonymous, read-only.
 
+use std::fs::OpenOptions;
 use std::io::BufRead;
 use std::net::IpAddr;
 use std::ops::RangeInclusive;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use common::listen::listen_announced;
 use ftpd::jail::Jail;
-use ftpd::server::{serve, ServerConfig};
+use ftpd::server::{serve, Limits, ServerConfig, Sessions};
 use ftpd::users::{hash_password, Access, Users};
 
 /// Concurrent FTP server: serves a directory to ftp, lftp, curl, FileZilla and friends
@@ -54,9 +55,27 @@ struct Args {
     /// Most clients connected at once
     #[arg(long, default_value_t = 512)]
     max_clients: usize,
-    /// Seconds a control connection may sit idle
+    /// Most clients connected at once from one address
+    #[arg(long, default_value_t = 32)]
+    max_per_ip: usize,
+    /// Seconds a client has to log in
+    #[arg(long, default_value_t = 60)]
+    login_timeout: u64,
+    /// Seconds a logged-in client may go without a command (NOOP does not count)
     #[arg(long, default_value_t = 300)]
     idle_timeout: u64,
+    /// Seconds to wait for a data connection to be made
+    #[arg(long, default_value_t = 30)]
+    data_timeout: u64,
+    /// Seconds a data connection may stall mid-transfer
+    #[arg(long, default_value_t = 300)]
+    stall_timeout: u64,
+    /// Seconds running transfers may take to finish after SIGTERM or SIGINT
+    #[arg(long, default_value_t = 10)]
+    shutdown_grace: u64,
+    /// Append a wu-ftpd format transfer log to this file
+    #[arg(long)]
+    xferlog: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -119,6 +138,7 @@ fn passwd(name: &str) -> ExitCode {
 }
 
 fn run(args: &Args) -> ExitCode {
+    ignore_file_size_signal();
     let write_access = if args.write {
         Access::ReadWrite
     } else {
@@ -138,6 +158,16 @@ fn run(args: &Args) -> ExitCode {
             common::args::usage_error::<Args>("--no-anonymous needs --users: nobody could log in");
         }
         None => Users::anonymous_only(write_access),
+    };
+    let xferlog = match &args.xferlog {
+        Some(path) => match OpenOptions::new().create(true).append(true).open(path) {
+            Ok(file) => Some(Mutex::new(file)),
+            Err(error) => {
+                eprintln!("ftpd: cannot open xferlog {}: {error}", path.display());
+                return ExitCode::FAILURE;
+            }
+        },
+        None => None,
     };
     let jail = match Jail::open(&args.root) {
         Ok(jail) => jail,
@@ -162,15 +192,39 @@ fn run(args: &Args) -> ExitCode {
         if args.write { "writable" } else { "read-only" },
         if anonymous_on { "on" } else { "off" }
     );
+    let seconds = |value: u64| Duration::from_secs(value.max(1));
     let config = ServerConfig {
         jail: Arc::new(jail),
         users,
         passive_ports: args.passive_ports.clone(),
         passive_address: args.passive_address,
         allow_fxp: args.allow_fxp,
-        idle_timeout: Duration::from_secs(args.idle_timeout.max(1)),
-        data_timeout: Duration::from_secs(30),
-        stall_timeout: Duration::from_secs(300),
+        login_timeout: seconds(args.login_timeout),
+        idle_timeout: seconds(args.idle_timeout),
+        data_timeout: seconds(args.data_timeout),
+        stall_timeout: seconds(args.stall_timeout),
+        xferlog,
+        sessions: Sessions::default(),
     };
-    serve(&listener, config, args.max_clients)
+    let limits = Limits {
+        max_clients: args.max_clients,
+        max_per_ip: args.max_per_ip,
+    };
+    serve(
+        &listener,
+        config,
+        limits,
+        Duration::from_secs(args.shutdown_grace),
+    );
+    log::info!("stopped");
+    ExitCode::SUCCESS
+}
+
+/// A file-size limit (`ulimit -f`) must fail the upload with 552, not kill the server:
+/// the kernel's default for SIGXFSZ is to end the process.
+fn ignore_file_size_signal() {
+    // SAFETY: setting a standard signal to SIG_IGN at start-up, before any thread exists.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+    }
 }

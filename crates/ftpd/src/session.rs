@@ -8,7 +8,7 @@ use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::{TimeZone, Utc};
 
@@ -24,6 +24,9 @@ use crate::users::{Access, Identity};
 
 /// Longest control line accepted; the rest of a longer one is discarded.
 pub const MAX_LINE: usize = 4096;
+
+/// Failed PASS attempts before the connection is closed.
+pub const MAX_FAILED_LOGINS: u32 = 3;
 
 /// Stack for session and transfer threads.
 pub const THREAD_STACK_SIZE: usize = 256 * 1024;
@@ -47,8 +50,9 @@ const FEATURES: [&str; 11] = [
 ];
 
 /// The control connection's writing half, shared with the transfer thread that sends the
-/// final reply of its transfer.
-struct Control {
+/// final reply of its transfer, and with a shutdown that says goodbye.
+#[derive(Debug)]
+pub struct Control {
     writer: Mutex<TcpStream>,
 }
 
@@ -60,6 +64,21 @@ impl Control {
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         writer.write_all(&reply.to_bytes())
     }
+
+    /// Sends a last reply and closes the connection, which also ends the session's read.
+    pub fn close_with(&self, reply: &Reply) {
+        let writer = self
+            .writer
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let _ = (&*writer).write_all(&reply.to_bytes());
+        let _ = writer.shutdown(std::net::Shutdown::Both);
+    }
+}
+
+/// What idle sessions hear when the server stops.
+pub fn shutting_down_reply() -> Reply {
+    Reply::new(Code::ServiceUnavailable, "server shutting down")
 }
 
 /// Where the login stands.
@@ -70,6 +89,7 @@ enum Login {
 }
 
 /// A transfer running on its own thread.
+#[derive(Debug)]
 struct RunningTransfer {
     thread: JoinHandle<()>,
     aborted: Arc<AtomicBool>,
@@ -98,6 +118,11 @@ pub struct Session {
     restart_at: u64,
     rename_from: Option<VirtualPath>,
     running: Option<RunningTransfer>,
+    /// Set while a transfer runs, for a graceful shutdown to wait on.
+    transferring: Arc<AtomicBool>,
+    connected_at: Instant,
+    /// When the last command other than NOOP or STAT arrived.
+    last_activity: Instant,
 }
 
 /// A result whose error is already the reply to send.
@@ -112,13 +137,18 @@ pub fn serve(stream: TcpStream, peer: SocketAddr, config: Arc<ServerConfig>) {
             return;
         }
     };
-    let _ = stream.set_read_timeout(Some(config.idle_timeout));
     let local = stream.local_addr().unwrap_or(peer);
+    let control = Arc::new(Control {
+        writer: Mutex::new(stream),
+    });
+    let transferring = Arc::new(AtomicBool::new(false));
+    let registry = Arc::clone(&config);
+    let _registration = registry
+        .sessions
+        .register(Arc::clone(&control), Arc::clone(&transferring));
     let mut session = Session {
         config,
-        control: Arc::new(Control {
-            writer: Mutex::new(stream),
-        }),
+        control,
         peer,
         local,
         login: Login::AwaitingUser,
@@ -130,6 +160,9 @@ pub fn serve(stream: TcpStream, peer: SocketAddr, config: Arc<ServerConfig>) {
         restart_at: 0,
         rename_from: None,
         running: None,
+        transferring,
+        connected_at: Instant::now(),
+        last_activity: Instant::now(),
     };
     session.run(BufReader::with_capacity(MAX_LINE, reader));
 }
@@ -193,6 +226,15 @@ impl Session {
             return;
         }
         loop {
+            if self.config.sessions.is_shutting_down() && self.running.is_none() {
+                let _ = self.send(shutting_down_reply());
+                break;
+            }
+            let Some(wait) = self.time_left() else {
+                let _ = self.send(self.timeout_reply());
+                break;
+            };
+            let _ = reader.get_ref().set_read_timeout(Some(wait));
             let line = match read_line(&mut reader) {
                 Ok(LineRead::Line(line)) => line,
                 Ok(LineRead::TooLong) => {
@@ -206,21 +248,11 @@ impl Session {
                     continue;
                 }
                 Ok(LineRead::Eof) => break,
+                // The deadline is checked at the top of the loop.
                 Err(error)
                     if matches!(error.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) =>
                 {
-                    if self
-                        .running
-                        .as_ref()
-                        .is_some_and(|running| !running.thread.is_finished())
-                    {
-                        continue;
-                    }
-                    let _ = self.send(Reply::new(
-                        Code::ServiceUnavailable,
-                        "idle timeout, closing control connection",
-                    ));
-                    break;
+                    continue
                 }
                 Err(_) => break,
             };
@@ -242,8 +274,43 @@ impl Session {
         self.finish_transfer();
     }
 
+    /// How long the next read may wait: the login deadline before login, the idle deadline
+    /// after; `None` once it has passed. A running transfer keeps the session alive.
+    fn time_left(&mut self) -> Option<Duration> {
+        const POLL: Duration = Duration::from_secs(1);
+        if let Some(running) = &self.running {
+            if !running.thread.is_finished() {
+                return Some(POLL);
+            }
+            self.finish_transfer();
+        }
+        let deadline = match self.login {
+            Login::LoggedIn { .. } => self.last_activity + self.config.idle_timeout,
+            _ => self.connected_at + self.config.login_timeout,
+        };
+        let left = deadline.saturating_duration_since(Instant::now());
+        (!left.is_zero()).then_some(left)
+    }
+
+    fn timeout_reply(&self) -> Reply {
+        match self.login {
+            Login::LoggedIn { .. } => Reply::new(
+                Code::ServiceUnavailable,
+                "idle timeout, closing control connection",
+            ),
+            _ => Reply::new(
+                Code::ServiceUnavailable,
+                "login timeout, closing control connection",
+            ),
+        }
+    }
+
     /// Routes a command, with the rules for transfers in progress and login state.
     fn dispatch(&mut self, command: Command) -> Flow {
+        // NOOP and STAT keep a connection open, not a session alive: idle clients are cut.
+        if !matches!(command, Command::Noop | Command::Stat(None)) {
+            self.last_activity = Instant::now();
+        }
         if self.transfer_is_running() {
             match command {
                 Command::Abor => return self.abort_transfer(),
@@ -514,15 +581,15 @@ impl Session {
                     self.peer,
                     self.failed_logins
                 );
-                // Slow down guessing; only this session waits.
-                std::thread::sleep(Duration::from_secs(u64::from(self.failed_logins)));
-                if self.failed_logins >= 3 {
+                if self.failed_logins >= MAX_FAILED_LOGINS {
                     let _ = self.send(Reply::new(
                         Code::ServiceUnavailable,
                         "too many failed logins, closing",
                     ));
                     return Ok(Flow::Quit);
                 }
+                // Slow down guessing, a second more each time; only this session waits.
+                std::thread::sleep(Duration::from_secs(u64::from(self.failed_logins)));
                 Err(Reply::new(Code::NotLoggedIn, "Login incorrect"))
             }
         }
@@ -782,8 +849,13 @@ impl Session {
             Code::OpeningData,
             "Here comes the directory listing",
         ))?;
-        let what = format!("listing of {}", target.display());
-        self.start_transfer(data, what, move |data, _aborted| {
+        let verb = match style {
+            ListingStyle::Long => "LIST",
+            ListingStyle::Names => "NLST",
+            ListingStyle::Facts => "MLSD",
+        };
+        let record = self.record(verb, &target, false);
+        self.start_transfer(data, record, move |data, _aborted| {
             let mut out = BufWriter::with_capacity(64 * 1024, data);
             let mut write_line = |line: &[u8]| {
                 out.write_all(line)?;
@@ -821,8 +893,8 @@ impl Session {
                 target.display()
             ),
         ))?;
-        let what = format!("RETR {}", target.display());
-        self.start_transfer(data, what, move |mut data, _aborted| {
+        let record = self.record("RETR", &target, false);
+        self.start_transfer(data, record, move |mut data, _aborted| {
             let sent = match kind {
                 TransferType::Image => io::copy(&mut file, &mut data),
                 TransferType::Ascii => transfer::copy_to_crlf(&mut file, &mut data),
@@ -877,8 +949,13 @@ impl Session {
         }
         let kind = self.transfer_type;
         let control = self.control_probe();
-        let what = format!("STOR {shown}");
-        self.start_transfer(data, what, move |mut data, aborted| {
+        let verb = match mode {
+            StoreMode::Replace => "STOR",
+            StoreMode::Append => "APPE",
+            StoreMode::Unique => "STOU",
+        };
+        let record = self.record(verb, &upload.final_path, true);
+        self.start_transfer(data, record, move |mut data, aborted| {
             let mut upload = upload;
             let received = match kind {
                 TransferType::Image => transfer::copy_exact(&mut data, &mut upload.file),
@@ -899,13 +976,16 @@ impl Session {
                 Ok(count)
             });
             match received {
-                Ok(_) => match upload.commit(&jail) {
-                    Ok(()) => TransferEnd::Complete(format!("Transfer complete: {shown}")),
-                    Err(error) => TransferEnd::Local(fs_error(&error, &upload.final_path)),
+                Ok(count) => match upload.commit(&jail) {
+                    Ok(()) => (
+                        TransferEnd::Complete(format!("Transfer complete: {shown}")),
+                        count,
+                    ),
+                    Err(error) => (TransferEnd::Local(fs_error(&error, &upload.final_path)), 0),
                 },
                 Err(error) => {
                     upload.discard(&jail);
-                    TransferEnd::from_upload_error(&error)
+                    (TransferEnd::from_upload_error(&error), 0)
                 }
             }
         });
@@ -930,10 +1010,26 @@ impl Session {
         })
     }
 
-    /// Runs `work` on a transfer thread that sends the final reply itself.
-    fn start_transfer<F>(&mut self, data: TcpStream, what: String, work: F)
+    /// What the logs will say about a transfer of `path` by this session's user.
+    fn record(&self, verb: &'static str, path: &VirtualPath, incoming: bool) -> TransferRecord {
+        let (user, anonymous) = match self.identity() {
+            Some(identity) => (identity.name.clone(), identity.name == "anonymous"),
+            None => (String::from("-"), true),
+        };
+        TransferRecord {
+            verb,
+            path: path.display(),
+            incoming,
+            ascii: self.transfer_type == TransferType::Ascii,
+            user,
+            anonymous,
+        }
+    }
+
+    /// Runs `work` on a transfer thread that sends the final reply itself, then logs it.
+    fn start_transfer<F>(&mut self, data: TcpStream, record: TransferRecord, work: F)
     where
-        F: FnOnce(TcpStream, &AtomicBool) -> TransferEnd + Send + 'static,
+        F: FnOnce(TcpStream, &AtomicBool) -> (TransferEnd, u64) + Send + 'static,
     {
         let aborted = Arc::new(AtomicBool::new(false));
         // One handle lets ABOR shut the connection down; the other closes it when the work
@@ -952,13 +1048,17 @@ impl Session {
             }
         };
         let control = Arc::clone(&self.control);
+        let config = Arc::clone(&self.config);
         let thread_aborted = Arc::clone(&aborted);
+        let transferring = Arc::clone(&self.transferring);
         let peer = self.peer;
-        let log_what = what.clone();
+        let what = format!("{} {}", record.verb, record.path);
+        transferring.store(true, Ordering::Release);
         let spawned = std::thread::Builder::new()
             .stack_size(THREAD_STACK_SIZE)
             .spawn(move || {
-                let end = work(data, &thread_aborted);
+                let started = Instant::now();
+                let (end, bytes) = work(data, &thread_aborted);
                 let _ = closer.shutdown(std::net::Shutdown::Both);
                 let end = if thread_aborted.load(Ordering::Acquire)
                     && !matches!(end, TransferEnd::Complete(_))
@@ -967,10 +1067,12 @@ impl Session {
                 } else {
                     end
                 };
-                if !matches!(end, TransferEnd::Complete(_)) {
-                    log::info!("{peer}: {log_what} did not complete: {end:?}");
-                }
                 let _ = control.send(&end.reply());
+                record.log(&config, peer, &end, bytes, started.elapsed());
+                transferring.store(false, Ordering::Release);
+                if config.sessions.is_shutting_down() {
+                    control.close_with(&shutting_down_reply());
+                }
             });
         match spawned {
             Ok(thread) => {
@@ -982,6 +1084,7 @@ impl Session {
                 })
             }
             Err(error) => {
+                self.transferring.store(false, Ordering::Release);
                 log::error!("{}: cannot start transfer thread: {error}", self.peer);
                 let _ = data_handle.shutdown(std::net::Shutdown::Both);
                 let _ = self.send(Reply::new(Code::LocalError, "server busy, try again"));
@@ -997,6 +1100,8 @@ impl Session {
     fn finish_transfer(&mut self) {
         if let Some(running) = self.running.take() {
             let _ = running.thread.join();
+            // The end of a transfer counts as activity, however long it took.
+            self.last_activity = Instant::now();
         }
     }
 
@@ -1178,6 +1283,77 @@ impl Upload {
     }
 }
 
+/// Who moved what, for the log line and the xferlog entry each transfer gets.
+#[derive(Debug)]
+struct TransferRecord {
+    verb: &'static str,
+    path: String,
+    incoming: bool,
+    ascii: bool,
+    user: String,
+    anonymous: bool,
+}
+
+impl TransferRecord {
+    fn log(
+        &self,
+        config: &ServerConfig,
+        peer: SocketAddr,
+        end: &TransferEnd,
+        bytes: u64,
+        took: Duration,
+    ) {
+        let outcome = match end {
+            TransferEnd::Complete(_) => "complete".to_owned(),
+            TransferEnd::Aborted => "aborted".to_owned(),
+            TransferEnd::Broken(why) => format!("broken: {why}"),
+            TransferEnd::Local(reply) => format!(
+                "failed: {}",
+                String::from_utf8_lossy(&reply.to_bytes()).trim_end()
+            ),
+        };
+        log::info!(
+            "transfer {peer} {} {} {} {bytes} bytes {:.3} s {outcome}",
+            self.user,
+            self.verb,
+            self.path,
+            took.as_secs_f64()
+        );
+        let is_file_transfer = matches!(self.verb, "RETR" | "STOR" | "APPE" | "STOU");
+        if let (Some(xferlog), true) = (&config.xferlog, is_file_transfer) {
+            let line =
+                self.xferlog_line(peer, matches!(end, TransferEnd::Complete(_)), bytes, took);
+            let mut file = xferlog
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            if let Err(error) = file.write_all(line.as_bytes()) {
+                log::warn!("cannot write xferlog: {error}");
+            }
+        }
+    }
+
+    /// One line of the wu-ftpd xferlog format: time, seconds, host, bytes, file, type,
+    /// action, direction, access mode, user, service, auth method, auth id, status.
+    fn xferlog_line(&self, peer: SocketAddr, complete: bool, bytes: u64, took: Duration) -> String {
+        let path: String = self
+            .path
+            .chars()
+            .map(|c| if c.is_control() { '_' } else { c })
+            .collect();
+        format!(
+            "{} {} {} {bytes} {path} {} _ {} {} {} ftp 0 * {}\n",
+            chrono::Local::now().format("%a %b %e %H:%M:%S %Y"),
+            took.as_secs().max(1),
+            data::canonical(peer.ip()),
+            if self.ascii { 'a' } else { 'b' },
+            if self.incoming { 'i' } else { 'o' },
+            if self.anonymous { 'a' } else { 'r' },
+            self.user,
+            if complete { 'c' } else { 'i' },
+        )
+    }
+}
+
 /// How a transfer ended, and so its final reply.
 #[derive(Debug)]
 enum TransferEnd {
@@ -1188,10 +1364,10 @@ enum TransferEnd {
 }
 
 impl TransferEnd {
-    fn from_network(result: io::Result<u64>, done: &str) -> TransferEnd {
+    fn from_network(result: io::Result<u64>, done: &str) -> (TransferEnd, u64) {
         match result {
-            Ok(_) => TransferEnd::Complete(done.to_owned()),
-            Err(error) => TransferEnd::Broken(error.to_string()),
+            Ok(bytes) => (TransferEnd::Complete(done.to_owned()), bytes),
+            Err(error) => (TransferEnd::Broken(error.to_string()), 0),
         }
     }
 

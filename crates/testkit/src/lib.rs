@@ -126,6 +126,22 @@ impl Server {
         false
     }
 
+    /// Sends a signal by name (`TERM`, `INT`, …) through kill(1).
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{name} failed");
+    }
+
+    /// Waits for the server to exit on its own; `None` if it is still running after `timeout`
+    /// (it is then killed).
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        wait_with_deadline(&mut self.child, timeout)
+    }
+
     /// Stops the server (SIGKILL) and waits for it.
     pub fn kill(&mut self) {
         let _ = self.child.kill();
