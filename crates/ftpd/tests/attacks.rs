@@ -485,3 +485,79 @@ proptest! {
         check.expect("NOOP", 200);
     }
 }
+
+#[test]
+fn no_globbing_in_listings() {
+    let ftpd = Ftpd::start(&[]);
+    put(ftpd.root.path(), "a.txt", b"a");
+    put(ftpd.root.path(), "b.txt", b"b");
+    let mut raw = ftpd.anonymous();
+    epsv_port(&mut raw);
+    raw.expect("NLST *.txt", 550);
+    epsv_port(&mut raw);
+    raw.expect("LIST ?.txt", 550);
+}
+
+#[test]
+fn a_stalled_data_connection_ends_the_transfer_not_the_server() {
+    let ftpd = Ftpd::start(&["--stall-timeout", "1"]);
+    put(ftpd.root.path(), "big", &noise(32 * 1024 * 1024, 6));
+    let mut raw = ftpd.anonymous();
+    raw.expect("TYPE I", 200);
+    // Connect the data channel but never read from it.
+    let _data = TcpStream::connect(("127.0.0.1", epsv_port(&mut raw))).unwrap();
+    raw.expect("RETR big", 150);
+    let answer = raw.answer();
+    assert_eq!(answer.code, 426, "{answer:?}");
+    raw.expect("NOOP", 200);
+}
+
+#[test]
+fn running_out_of_descriptors_refuses_without_spinning_and_recovers() {
+    let root = tempfile::tempdir().unwrap();
+    let script = format!(
+        "ulimit -n 40 && exec '{FTPD}' --host 127.0.0.1 --port 0 --root '{}'",
+        root.path().display()
+    );
+    let mut command = Command::new("bash");
+    command.args(["-c", &script]);
+    let server = Server::spawn(command);
+    let hogs: Vec<TcpStream> = (0..80)
+        .map(|_| TcpStream::connect(server.addr).unwrap())
+        .collect();
+    assert!(
+        server.wait_for_log("accept failed", Duration::from_secs(10)),
+        "{:?}",
+        server.log_lines()
+    );
+    let ticks = |pid: u32| -> u64 {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+        let after_name = stat.rsplit_once(')').unwrap().1;
+        after_name
+            .split_whitespace()
+            .skip(11)
+            .take(2)
+            .map(|field| field.parse::<u64>().unwrap())
+            .sum()
+    };
+    let before = ticks(server.pid());
+    std::thread::sleep(Duration::from_secs(2));
+    let used = ticks(server.pid()) - before;
+    assert!(
+        used < 40,
+        "accept loop used {used} ticks in 2 s while out of descriptors"
+    );
+    drop(hogs);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut stream = TcpStream::connect(server.addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(3)))
+            .unwrap();
+        if first_reply(&mut stream).starts_with("220") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never served again");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
