@@ -66,8 +66,9 @@ where
     F: FnMut(TcpStream, SocketAddr),
 {
     let mut backoff = AcceptBackoff::default();
+    let never = AtomicBool::new(false);
     loop {
-        if let Some((stream, peer)) = accept_one(listener, &mut backoff) {
+        if let Some((stream, peer)) = accept_one(listener, &mut backoff, &never) {
             handle(stream, peer);
         }
     }
@@ -81,7 +82,7 @@ where
 {
     let mut backoff = AcceptBackoff::default();
     while !stop.load(Ordering::Acquire) {
-        if let Some((stream, peer)) = accept_one(listener, &mut backoff) {
+        if let Some((stream, peer)) = accept_one(listener, &mut backoff, stop) {
             if stop.load(Ordering::Acquire) {
                 return;
             }
@@ -100,10 +101,12 @@ pub fn wake_accept(listener: &TcpListener) {
     }
 }
 
-/// One accept; `None` after an error (having backed off when the error was not the peer's).
+/// One accept; `None` after an error (having backed off when the error was not the peer's,
+/// unless `stop` says the error is our own wake-up).
 fn accept_one(
     listener: &TcpListener,
     backoff: &mut AcceptBackoff,
+    stop: &AtomicBool,
 ) -> Option<(TcpStream, SocketAddr)> {
     match listener.accept() {
         Ok(accepted) => {
@@ -119,6 +122,7 @@ fn accept_one(
         {
             None
         }
+        Err(_) if stop.load(Ordering::Acquire) => None,
         Err(error) => {
             thread::sleep(backoff.failed(&error));
             None

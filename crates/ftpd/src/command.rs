@@ -82,6 +82,14 @@ pub enum Command {
     Appe(RawPath),
     Rest(u64),
     Abor,
+    /// `AUTH TLS` or `AUTH SSL` (RFC 4217).
+    Auth,
+    /// `PBSZ 0`.
+    Pbsz,
+    /// `PROT P` (true) or `PROT C` (false).
+    Prot(bool),
+    /// Clear the command channel: refused.
+    Ccc,
 }
 
 /// Why a line is not a command we can run; each maps to its reply.
@@ -134,6 +142,10 @@ impl Command {
                 | Command::Feat
                 | Command::Opts(_)
                 | Command::Help
+                | Command::Auth
+                | Command::Pbsz
+                | Command::Prot(_)
+                | Command::Ccc
         )
     }
 }
@@ -203,6 +215,27 @@ pub fn parse(line: &[u8]) -> Result<Command, ParseError> {
             ParseError::BadArguments(format!("REST needs a byte offset, not '{}'", text()))
         })?),
         "ABOR" => Command::Abor,
+        "AUTH" => match text().to_ascii_uppercase().as_str() {
+            "TLS" | "SSL" | "TLS-C" | "TLS-P" => Command::Auth,
+            "" => return Err(ParseError::BadArguments("AUTH needs a mechanism".into())),
+            other => return Err(ParseError::Unsupported(format!("AUTH {other}"))),
+        },
+        "PBSZ" => match text().parse::<u64>() {
+            Ok(_) => Command::Pbsz,
+            Err(_) => {
+                return Err(ParseError::BadArguments(format!(
+                    "PBSZ needs a number, not '{}'",
+                    text()
+                )))
+            }
+        },
+        "PROT" => match text().to_ascii_uppercase().as_str() {
+            "P" => Command::Prot(true),
+            "C" => Command::Prot(false),
+            "" => return Err(ParseError::BadArguments("PROT needs a level".into())),
+            other => return Err(ParseError::Unsupported(format!("PROT {other}"))),
+        },
+        "CCC" => Command::Ccc,
         _ => return Err(ParseError::Unknown(verb)),
     };
     Ok(command)
@@ -445,6 +478,18 @@ mod tests {
             Command::Mfmt(time, b"a b".to_vec()),
         );
         check_error("MFMT 2020 a\r\n", Code::BadArguments);
+    }
+
+    #[test]
+    fn tls_commands() {
+        check("AUTH TLS\r\n", Command::Auth);
+        check("auth ssl\r\n", Command::Auth);
+        check_error("AUTH KERBEROS_V4\r\n", Code::ParameterNotImplemented);
+        check("PBSZ 0\r\n", Command::Pbsz);
+        check("PROT P\r\n", Command::Prot(true));
+        check("PROT C\r\n", Command::Prot(false));
+        check_error("PROT S\r\n", Code::ParameterNotImplemented);
+        check("CCC\r\n", Command::Ccc);
     }
 
     #[test]

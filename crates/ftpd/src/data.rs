@@ -1,7 +1,7 @@
 //! Data: setting up the data connection a transfer or listing runs over, passive (we
 //! listen, the client connects) or active (we connect to the client).
 
-use std::io;
+use std::io::{self, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::ops::RangeInclusive;
 use std::os::fd::AsRawFd;
@@ -122,6 +122,55 @@ fn random_u64() -> u64 {
     let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
     hasher.write_u128(Instant::now().elapsed().as_nanos());
     hasher.finish()
+}
+
+/// An open data connection, in the clear or under TLS (PROT P).
+pub enum DataStream {
+    Plain(TcpStream),
+    Tls(Box<rustls::StreamOwned<rustls::ServerConnection, TcpStream>>),
+}
+
+impl DataStream {
+    /// Ends the stream cleanly: under TLS, a close_notify, so the client knows no data was cut.
+    pub fn finish(&mut self) -> io::Result<()> {
+        match self {
+            DataStream::Plain(_) => Ok(()),
+            DataStream::Tls(stream) => {
+                stream.conn.send_close_notify();
+                stream.flush()
+            }
+        }
+    }
+}
+
+impl io::Read for DataStream {
+    fn read(&mut self, buffer: &mut [u8]) -> io::Result<usize> {
+        match self {
+            DataStream::Plain(stream) => stream.read(buffer),
+            DataStream::Tls(stream) => match stream.read(buffer) {
+                // Many clients close the data connection without close_notify; the upload's
+                // end is then the TCP close, as in the clear.
+                Err(error) if error.kind() == io::ErrorKind::UnexpectedEof => Ok(0),
+                other => other,
+            },
+        }
+    }
+}
+
+impl io::Write for DataStream {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        match self {
+            DataStream::Plain(stream) => stream.write(bytes),
+            DataStream::Tls(stream) => stream.write(bytes),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            DataStream::Plain(stream) => stream.flush(),
+            DataStream::Tls(stream) => stream.flush(),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -12,5 +12,6 @@ pub mod path;
 pub mod reply;
 pub mod server;
 pub mod session;
+pub mod tls;
 pub mod transfer;
 pub mod users;

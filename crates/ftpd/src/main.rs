@@ -14,6 +14,7 @@ use clap::{Parser, Subcommand};
 use common::listen::listen_announced;
 use ftpd::jail::Jail;
 use ftpd::server::{serve, Limits, ServerConfig, Sessions};
+use ftpd::tls::TlsSettings;
 use ftpd::users::{hash_password, Access, Users};
 
 /// Concurrent FTP server: serves a directory to ftp, lftp, curl, FileZilla and friends
@@ -76,6 +77,22 @@ struct Args {
     /// Append a wu-ftpd format transfer log to this file
     #[arg(long)]
     xferlog: Option<PathBuf>,
+    /// PEM certificate chain: enables FTPS (AUTH TLS)
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key for --tls-cert
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Refuse logins and data transfers that are not protected by TLS
+    #[arg(long, requires = "tls_cert")]
+    tls_required: bool,
+    /// Also listen for implicit FTPS (TLS from the first byte, port 990 style) on this port
+    #[arg(long, requires = "tls_cert")]
+    implicit_tls_port: Option<u16>,
+    /// Do not require data connections to resume the control connection's TLS session
+    /// (for clients that cannot)
+    #[arg(long, requires = "tls_cert")]
+    tls_no_session_reuse: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -169,6 +186,18 @@ fn run(args: &Args) -> ExitCode {
         },
         None => None,
     };
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => {
+            match TlsSettings::load(cert, key, args.tls_required, !args.tls_no_session_reuse) {
+                Ok(settings) => Some(settings),
+                Err(error) => {
+                    eprintln!("ftpd: {error}");
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
+        _ => None,
+    };
     let jail = match Jail::open(&args.root) {
         Ok(jail) => jail,
         Err(error) => {
@@ -185,6 +214,19 @@ fn run(args: &Args) -> ExitCode {
             );
             return ExitCode::FAILURE;
         }
+    };
+    let implicit = match args.implicit_tls_port {
+        Some(port) => match listen_announced(&args.host, port) {
+            Ok(listener) => Some(listener),
+            Err(error) => {
+                eprintln!(
+                    "ftpd: cannot listen on {}:{port} for implicit TLS: {error}",
+                    args.host
+                );
+                return ExitCode::FAILURE;
+            }
+        },
+        None => None,
     };
     log::info!(
         "serving {} ({}; anonymous {})",
@@ -205,6 +247,7 @@ fn run(args: &Args) -> ExitCode {
         stall_timeout: seconds(args.stall_timeout),
         xferlog,
         sessions: Sessions::default(),
+        tls,
     };
     let limits = Limits {
         max_clients: args.max_clients,
@@ -212,6 +255,7 @@ fn run(args: &Args) -> ExitCode {
     };
     serve(
         &listener,
+        implicit,
         config,
         limits,
         Duration::from_secs(args.shutdown_grace),

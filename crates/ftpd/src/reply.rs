@@ -33,6 +33,8 @@ pub enum Code {
     ExtendedPassiveMode = 229,
     /// User logged in, proceed.
     LoggedIn = 230,
+    /// Security data exchange complete: AUTH accepted, TLS handshake follows (RFC 4217).
+    AuthOk = 234,
     /// Requested file action okay, completed.
     FileActionOk = 250,
     /// "PATHNAME" created (also the PWD reply).
@@ -65,6 +67,8 @@ pub enum Code {
     ProtocolNotSupported = 522,
     /// Not logged in.
     NotLoggedIn = 530,
+    /// Request denied for policy reasons (RFC 2228; here: TLS required).
+    PolicyDenied = 534,
     /// Requested action not taken: file unavailable (not found, no access).
     FileUnavailable = 550,
     /// Requested file action aborted: exceeded storage allocation.

@@ -43,6 +43,8 @@ pub struct ServerConfig {
     pub xferlog: Option<Mutex<File>>,
     /// Every live session, so a shutdown can reach them.
     pub sessions: Sessions,
+    /// FTPS, when a certificate is configured.
+    pub tls: Option<crate::tls::TlsSettings>,
 }
 
 /// Connection limits checked before a session starts.
@@ -56,15 +58,26 @@ pub struct Limits {
 
 /// Serves until SIGINT, SIGTERM or SIGHUP; then stops accepting, tells idle sessions
 /// `421 server shutting down`, lets transfers finish for up to `grace`, and returns.
-pub fn serve(listener: &TcpListener, config: ServerConfig, limits: Limits, grace: Duration) {
+/// `implicit` is an optional second listener whose connections start with TLS.
+pub fn serve(
+    listener: &TcpListener,
+    implicit: Option<TcpListener>,
+    config: ServerConfig,
+    limits: Limits,
+    grace: Duration,
+) {
     let config = Arc::new(config);
     let stop = Arc::new(AtomicBool::new(false));
-    match listener.try_clone() {
-        Ok(waker) => {
+    let wakers: std::io::Result<Vec<TcpListener>> = std::iter::once(listener)
+        .chain(implicit.as_ref())
+        .map(TcpListener::try_clone)
+        .collect();
+    match wakers {
+        Ok(wakers) => {
             let signalled = Arc::clone(&stop);
             let installed = ctrlc::set_handler(move || {
                 signalled.store(true, Ordering::Release);
-                wake_accept(&waker);
+                wakers.iter().for_each(wake_accept);
             });
             if let Err(error) = installed {
                 log::warn!("no graceful shutdown on signals: {error}");
@@ -74,8 +87,20 @@ pub fn serve(listener: &TcpListener, config: ServerConfig, limits: Limits, grace
     }
     let total = ConnectionLimit::new(limits.max_clients);
     let per_ip = PerAddressLimit::new(limits.max_per_ip);
-    accept_until(listener, &stop, |stream, peer| {
-        admit(stream, peer, &config, &total, &per_ip);
+    std::thread::scope(|scope| {
+        if let Some(implicit) = &implicit {
+            let spawned = std::thread::Builder::new().spawn_scoped(scope, || {
+                accept_until(implicit, &stop, |stream, peer| {
+                    admit(stream, peer, &config, &total, &per_ip, true);
+                });
+            });
+            if let Err(error) = spawned {
+                log::error!("implicit TLS listener not started: {error}");
+            }
+        }
+        accept_until(listener, &stop, |stream, peer| {
+            admit(stream, peer, &config, &total, &per_ip, false);
+        });
     });
     log::info!("shutting down: no new connections; waiting up to {grace:?} for transfers");
     config.sessions.shut_down(grace);
@@ -87,6 +112,7 @@ fn admit(
     config: &Arc<ServerConfig>,
     total: &ConnectionLimit,
     per_ip: &PerAddressLimit,
+    implicit_tls: bool,
 ) {
     let refuse = |stream: &mut TcpStream, why: &str| {
         log::warn!("refused {peer}: {why}");
@@ -105,7 +131,7 @@ fn admit(
     log::info!("session start {peer} ({} live)", slot.live());
     let config = Arc::clone(config);
     let session = move || {
-        session::serve(stream, peer, config);
+        session::serve(stream, peer, config, implicit_tls);
         let live = slot.live() - 1;
         drop((slot, address_slot));
         log::info!("session end {peer} ({live} live)");

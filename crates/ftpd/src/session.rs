@@ -13,12 +13,13 @@ use std::time::{Duration, Instant};
 use chrono::{TimeZone, Utc};
 
 use crate::command::{self, Command, EpsvMode, ParseError, TransferType};
-use crate::data::{self, DataPlan};
+use crate::data::{self, DataPlan, DataStream};
 use crate::jail::Jail;
 use crate::listing::{self, Entry, Kind};
 use crate::path::VirtualPath;
 use crate::reply::{quote_path, Code, Reply};
 use crate::server::ServerConfig;
+use crate::tls::{self, ControlReader, SharedTls};
 use crate::transfer;
 use crate::users::{Access, Identity};
 
@@ -53,26 +54,57 @@ const FEATURES: [&str; 11] = [
 /// final reply of its transfer, and with a shutdown that says goodbye.
 #[derive(Debug)]
 pub struct Control {
-    writer: Mutex<TcpStream>,
+    writer: Mutex<ControlWriter>,
+}
+
+#[derive(Debug)]
+struct ControlWriter {
+    socket: TcpStream,
+    /// Set once `AUTH TLS` (or implicit TLS) has secured the connection.
+    tls: Option<SharedTls>,
+}
+
+impl ControlWriter {
+    fn write(&self, bytes: &[u8]) -> io::Result<()> {
+        match &self.tls {
+            None => (&self.socket).write_all(bytes),
+            Some(tls) => tls::write_through(tls, &self.socket, bytes),
+        }
+    }
 }
 
 impl Control {
-    fn send(&self, reply: &Reply) -> io::Result<()> {
-        let mut writer = self
-            .writer
+    fn new(socket: TcpStream) -> Control {
+        Control {
+            writer: Mutex::new(ControlWriter { socket, tls: None }),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, ControlWriter> {
+        self.writer
             .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        writer.write_all(&reply.to_bytes())
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn send(&self, reply: &Reply) -> io::Result<()> {
+        self.lock().write(&reply.to_bytes())
+    }
+
+    /// From now on, replies go through `tls`.
+    fn secure(&self, tls: SharedTls) {
+        self.lock().tls = Some(tls);
+    }
+
+    /// A second handle on the socket, to watch for the client hanging up.
+    fn probe(&self) -> Option<TcpStream> {
+        self.lock().socket.try_clone().ok()
     }
 
     /// Sends a last reply and closes the connection, which also ends the session's read.
     pub fn close_with(&self, reply: &Reply) {
-        let writer = self
-            .writer
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let _ = (&*writer).write_all(&reply.to_bytes());
-        let _ = writer.shutdown(std::net::Shutdown::Both);
+        let writer = self.lock();
+        let _ = writer.write(&reply.to_bytes());
+        let _ = writer.socket.shutdown(std::net::Shutdown::Both);
     }
 }
 
@@ -123,13 +155,20 @@ pub struct Session {
     connected_at: Instant,
     /// When the last command other than NOOP or STAT arrived.
     last_activity: Instant,
+    /// The control connection runs over TLS.
+    protected_control: bool,
+    /// PBSZ has been sent (RFC 4217 wants it before PROT).
+    protection_buffer_set: bool,
+    /// PROT P: data connections run over TLS.
+    private_data: bool,
 }
 
 /// A result whose error is already the reply to send.
 type Replied<T> = Result<T, Reply>;
 
 /// Serves one control connection until QUIT, EOF, a timeout or a fatal write error.
-pub fn serve(stream: TcpStream, peer: SocketAddr, config: Arc<ServerConfig>) {
+/// With `implicit_tls`, the connection is TLS from its first byte (port 990 style).
+pub fn serve(stream: TcpStream, peer: SocketAddr, config: Arc<ServerConfig>, implicit_tls: bool) {
     let reader = match stream.try_clone() {
         Ok(reader) => reader,
         Err(error) => {
@@ -138,9 +177,27 @@ pub fn serve(stream: TcpStream, peer: SocketAddr, config: Arc<ServerConfig>) {
         }
     };
     let local = stream.local_addr().unwrap_or(peer);
-    let control = Arc::new(Control {
-        writer: Mutex::new(stream),
-    });
+    let control = Arc::new(Control::new(stream));
+    let mut reader = ControlReader::new(reader);
+    let mut protected = false;
+    if implicit_tls {
+        let Some(settings) = config.tls.as_ref() else {
+            return;
+        };
+        let _ = reader.socket().set_read_timeout(Some(config.login_timeout));
+        match settings.handshake(reader.socket()) {
+            Ok(connection) => {
+                let shared: SharedTls = Arc::new(Mutex::new(connection));
+                control.secure(Arc::clone(&shared));
+                reader.secure(shared);
+                protected = true;
+            }
+            Err(error) => {
+                log::info!("{peer}: TLS handshake failed: {error}");
+                return;
+            }
+        }
+    }
     let transferring = Arc::new(AtomicBool::new(false));
     let registry = Arc::clone(&config);
     let _registration = registry
@@ -163,6 +220,9 @@ pub fn serve(stream: TcpStream, peer: SocketAddr, config: Arc<ServerConfig>) {
         transferring,
         connected_at: Instant::now(),
         last_activity: Instant::now(),
+        protected_control: protected,
+        protection_buffer_set: protected,
+        private_data: false,
     };
     session.run(BufReader::with_capacity(MAX_LINE, reader));
 }
@@ -176,7 +236,7 @@ enum LineRead {
 
 /// Reads a line of at most [`MAX_LINE`] bytes; a longer line is consumed and discarded, so
 /// it costs no more memory than the cap.
-fn read_line(reader: &mut BufReader<TcpStream>) -> io::Result<LineRead> {
+fn read_line(reader: &mut BufReader<ControlReader>) -> io::Result<LineRead> {
     let mut line = Vec::new();
     let mut too_long = false;
     loop {
@@ -218,7 +278,7 @@ fn read_line(reader: &mut BufReader<TcpStream>) -> io::Result<LineRead> {
 }
 
 impl Session {
-    fn run(&mut self, mut reader: BufReader<TcpStream>) {
+    fn run(&mut self, mut reader: BufReader<ControlReader>) {
         if self
             .send(Reply::new(Code::ServiceReady, "ftpd ready"))
             .is_err()
@@ -234,7 +294,7 @@ impl Session {
                 let _ = self.send(self.timeout_reply());
                 break;
             };
-            let _ = reader.get_ref().set_read_timeout(Some(wait));
+            let _ = reader.get_ref().socket().set_read_timeout(Some(wait));
             let line = match read_line(&mut reader) {
                 Ok(LineRead::Line(line)) => line,
                 Ok(LineRead::TooLong) => {
@@ -257,6 +317,10 @@ impl Session {
                 Err(_) => break,
             };
             let flow = match command::parse(&line) {
+                Ok(Command::Auth) => {
+                    self.finish_transfer();
+                    self.upgrade_to_tls(&mut reader)
+                }
                 Ok(command) => self.dispatch(command),
                 Err(ParseError::Unknown(verb)) if HTTP_VERBS.contains(&verb.as_str()) => {
                     log::warn!("{}: HTTP request on the FTP port, closing", self.peer);
@@ -318,6 +382,16 @@ impl Session {
                 _ => self.finish_transfer(),
             }
         }
+        let tls_required = self.config.tls.as_ref().is_some_and(|tls| tls.required);
+        if tls_required
+            && !self.protected_control
+            && matches!(command, Command::User(_) | Command::Pass(_))
+        {
+            return self.reply(Reply::new(
+                Code::PolicyDenied,
+                "this server requires TLS: send AUTH TLS before logging in",
+            ));
+        }
         if !command.allowed_before_login() && !matches!(self.login, Login::LoggedIn { .. }) {
             return self.reply(Reply::new(
                 Code::NotLoggedIn,
@@ -344,15 +418,15 @@ impl Session {
             }
             Command::Noop => Reply::new(Code::Ok, "NOOP ok"),
             Command::Syst => Reply::new(Code::SystemType, "UNIX Type: L8"),
-            Command::Feat => Reply::multi(
-                Code::SystemStatus,
-                "Features:",
-                FEATURES
+            Command::Feat => {
+                let tls_features = [" AUTH TLS", " PBSZ", " PROT"];
+                let offered = FEATURES
                     .iter()
+                    .chain(tls_features.iter().filter(|_| self.config.tls.is_some()))
                     .map(|feature| feature.as_bytes().to_vec())
-                    .collect(),
-                "End",
-            ),
+                    .collect();
+                Reply::multi(Code::SystemStatus, "Features:", offered, "End")
+            }
             Command::Opts(option) => {
                 let upper = option.to_ascii_uppercase();
                 if upper == "UTF8 ON" || upper == "UTF8" {
@@ -525,8 +599,86 @@ impl Session {
                 self.data_plan = DataPlan::None;
                 Reply::new(Code::NoTransfer, "No transfer to abort")
             }
+            // The main loop secures the connection itself; this is a repeated AUTH.
+            Command::Auth => Reply::new(Code::BadSequence, "TLS is already on"),
+            Command::Pbsz => {
+                if !self.protected_control {
+                    return Err(Reply::new(Code::BadSequence, "PBSZ needs AUTH TLS first"));
+                }
+                self.protection_buffer_set = true;
+                Reply::new(Code::Ok, "PBSZ=0")
+            }
+            Command::Prot(private) => {
+                if !self.protected_control || !self.protection_buffer_set {
+                    return Err(Reply::new(
+                        Code::BadSequence,
+                        "PROT needs AUTH TLS and PBSZ first",
+                    ));
+                }
+                let tls_required = self.config.tls.as_ref().is_some_and(|tls| tls.required);
+                if !private && tls_required {
+                    return Err(Reply::new(
+                        Code::PolicyDenied,
+                        "this server requires PROT P",
+                    ));
+                }
+                self.private_data = private;
+                Reply::new(
+                    Code::Ok,
+                    if private {
+                        "Protection level set to P"
+                    } else {
+                        "Protection level set to C"
+                    },
+                )
+            }
+            Command::Ccc => Reply::new(
+                Code::NotImplemented,
+                "CCC not supported: the control connection stays encrypted",
+            ),
         };
         Ok(self.reply(reply))
+    }
+
+    /// AUTH TLS: answer 234 in the clear, throw away anything the client sent after the
+    /// AUTH line (it must not run as if it had been encrypted), then handshake.
+    fn upgrade_to_tls(&mut self, reader: &mut BufReader<ControlReader>) -> Flow {
+        let Some(settings) = self.config.tls.as_ref() else {
+            return self.reply(Reply::new(
+                Code::NotImplemented,
+                "TLS is not configured on this server",
+            ));
+        };
+        if self.protected_control {
+            return self.reply(Reply::new(Code::BadSequence, "TLS is already on"));
+        }
+        if self
+            .send(Reply::new(Code::AuthOk, "AUTH TLS ok, start the handshake"))
+            .is_err()
+        {
+            return Flow::Quit;
+        }
+        let discarded = reader.buffer().len();
+        reader.consume(discarded);
+        if discarded > 0 {
+            log::warn!(
+                "{}: discarded {discarded} plaintext bytes sent after AUTH TLS",
+                self.peer
+            );
+        }
+        match settings.handshake(reader.get_ref().socket()) {
+            Ok(connection) => {
+                let shared: SharedTls = Arc::new(Mutex::new(connection));
+                self.control.secure(Arc::clone(&shared));
+                reader.get_mut().secure(shared);
+                self.protected_control = true;
+                Flow::Continue
+            }
+            Err(error) => {
+                log::info!("{}: TLS handshake failed: {error}", self.peer);
+                Flow::Quit
+            }
+        }
     }
 
     fn send(&self, reply: Reply) -> io::Result<()> {
@@ -809,6 +961,13 @@ impl Session {
 
     /// The data connection for the next transfer (one use per PASV/PORT).
     fn open_data(&mut self) -> Replied<TcpStream> {
+        let tls_required = self.config.tls.as_ref().is_some_and(|tls| tls.required);
+        if tls_required && !self.private_data {
+            return Err(Reply::new(
+                Code::ProtocolNotSupported,
+                "this server requires protected data connections: send PBSZ 0 and PROT P",
+            ));
+        }
         let stream = match std::mem::take(&mut self.data_plan) {
             DataPlan::None => {
                 return Err(Reply::new(
@@ -894,10 +1053,12 @@ impl Session {
             ),
         ))?;
         let record = self.record("RETR", &target, false);
-        self.start_transfer(data, record, move |mut data, _aborted| {
-            let sent = match kind {
-                TransferType::Image => io::copy(&mut file, &mut data),
-                TransferType::Ascii => transfer::copy_to_crlf(&mut file, &mut data),
+        self.start_transfer(data, record, move |data, _aborted| {
+            let sent = match (kind, data) {
+                // File to socket in the clear: io::copy takes the sendfile fast path.
+                (TransferType::Image, DataStream::Plain(socket)) => io::copy(&mut file, socket),
+                (TransferType::Image, data) => io::copy(&mut file, data),
+                (TransferType::Ascii, data) => transfer::copy_to_crlf(&mut file, data),
             };
             TransferEnd::from_network(sent, "Transfer complete")
         });
@@ -955,11 +1116,11 @@ impl Session {
             StoreMode::Unique => "STOU",
         };
         let record = self.record(verb, &upload.final_path, true);
-        self.start_transfer(data, record, move |mut data, aborted| {
+        self.start_transfer(data, record, move |data, aborted| {
             let mut upload = upload;
             let received = match kind {
-                TransferType::Image => transfer::copy_exact(&mut data, &mut upload.file),
-                TransferType::Ascii => transfer::copy_from_crlf(&mut data, &mut upload.file),
+                TransferType::Image => transfer::copy_exact(data, &mut upload.file),
+                TransferType::Ascii => transfer::copy_from_crlf(data, &mut upload.file),
             };
             let received = received.and_then(|count| {
                 // An EOF on the data connection also happens when the client dies or ABOR
@@ -993,11 +1154,7 @@ impl Session {
     }
 
     fn control_probe(&self) -> Option<TcpStream> {
-        self.control
-            .writer
-            .lock()
-            .ok()
-            .and_then(|writer| writer.try_clone().ok())
+        self.control.probe()
     }
 
     /// Sends a preliminary reply, turning a dead control connection into an error.
@@ -1029,7 +1186,7 @@ impl Session {
     /// Runs `work` on a transfer thread that sends the final reply itself, then logs it.
     fn start_transfer<F>(&mut self, data: TcpStream, record: TransferRecord, work: F)
     where
-        F: FnOnce(TcpStream, &AtomicBool) -> (TransferEnd, u64) + Send + 'static,
+        F: FnOnce(&mut DataStream, &AtomicBool) -> (TransferEnd, u64) + Send + 'static,
     {
         let aborted = Arc::new(AtomicBool::new(false));
         // One handle lets ABOR shut the connection down; the other closes it when the work
@@ -1053,12 +1210,40 @@ impl Session {
         let transferring = Arc::clone(&self.transferring);
         let peer = self.peer;
         let what = format!("{} {}", record.verb, record.path);
+        let tls = if self.private_data {
+            self.config.tls.as_ref().map(|_| Arc::clone(&self.config))
+        } else {
+            None
+        };
         transferring.store(true, Ordering::Release);
         let spawned = std::thread::Builder::new()
             .stack_size(THREAD_STACK_SIZE)
             .spawn(move || {
                 let started = Instant::now();
-                let (end, bytes) = work(data, &thread_aborted);
+                let secured = match tls.as_ref().and_then(|config| config.tls.as_ref()) {
+                    None => Ok(DataStream::Plain(data)),
+                    Some(settings) => settings
+                        .secure_data(data)
+                        .map(|stream| DataStream::Tls(Box::new(stream))),
+                };
+                let (end, bytes) = match secured {
+                    Ok(mut data) => {
+                        let (end, bytes) = work(&mut data, &thread_aborted);
+                        let _ = data.finish();
+                        (end, bytes)
+                    }
+                    Err(error) if error.kind() == ErrorKind::PermissionDenied => (
+                        TransferEnd::Local(Reply::new(
+                            Code::ProtocolNotSupported,
+                            format!("TLS session reuse required: {error}"),
+                        )),
+                        0,
+                    ),
+                    Err(error) => (
+                        TransferEnd::Broken(format!("TLS on the data connection failed: {error}")),
+                        0,
+                    ),
+                };
                 let _ = closer.shutdown(std::net::Shutdown::Both);
                 let end = if thread_aborted.load(Ordering::Acquire)
                     && !matches!(end, TransferEnd::Complete(_))
