@@ -6,7 +6,10 @@ use std::time::{Duration, Instant};
 
 use chrono::{Timelike, Utc};
 use chrono_tz::Tz;
-use testkit::{clock_line_seconds, run_with_timeout, seconds_apart, LineClient, Server};
+use testkit::{
+    clock_line_seconds, cpu_ticks, open_descriptors, process_status, run_with_timeout,
+    seconds_apart, LineClient, Server,
+};
 
 const CLOCK2: &str = env!("CARGO_BIN_EXE_clock2");
 const LINE_WAIT: Duration = Duration::from_secs(3);
@@ -243,19 +246,6 @@ fn a_client_that_never_reads_does_not_hold_up_others() {
     }
 }
 
-/// utime + stime of a process, in clock ticks (normally 100 a second).
-fn cpu_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("server stat");
-    let after_name = stat.rsplit_once(')').expect("stat format").1;
-    let fields: Vec<u64> = after_name
-        .split_whitespace()
-        .skip(11)
-        .take(2)
-        .map(|field| field.parse().expect("numeric tick count"))
-        .collect();
-    fields.iter().sum()
-}
-
 #[test]
 fn descriptor_exhaustion_backs_off_quietly_and_recovers() {
     let script = format!("ulimit -n 24 && exec '{CLOCK2}' --host 127.0.0.1 --port 0");
@@ -297,27 +287,11 @@ fn descriptor_exhaustion_backs_off_quietly_and_recovers() {
     assert!(server.wait_for_log("accept recovered", Duration::from_secs(2)));
 }
 
-/// A number from /proc/PID/status (`Threads:`, `VmRSS:` in KiB).
-fn status_field(pid: u32, field: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("server status");
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix(field))
-        .and_then(|value| value.split_whitespace().next()?.parse().ok())
-        .unwrap_or_else(|| panic!("no {field} in status"))
-}
-
-fn open_descriptors(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .expect("server fds")
-        .count()
-}
-
 /// Waits until the server is back to `threads` threads, or a few seconds have passed.
 fn settle_to_threads(pid: u32, threads: u64) -> u64 {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let now = status_field(pid, "Threads:");
+        let now = process_status(pid, "Threads:");
         if now <= threads || Instant::now() >= deadline {
             return now;
         }
@@ -332,7 +306,7 @@ fn resources_return_to_baseline_after_2000_clients_come_and_go() {
     let _ = LineClient::nc(server.addr).next_line(LINE_WAIT);
     let base_threads = settle_to_threads(pid, 1);
     let base_fds = open_descriptors(pid);
-    let base_rss = status_field(pid, "VmRSS:");
+    let base_rss = process_status(pid, "VmRSS:");
     let clients: Vec<TcpStream> = (0..2000)
         .map(|_| TcpStream::connect(server.addr).expect("connect"))
         .collect();
@@ -340,13 +314,13 @@ fn resources_return_to_baseline_after_2000_clients_come_and_go() {
         server.wait_for_log("(2000 live)", Duration::from_secs(20)),
         "not all 2000 clients were admitted"
     );
-    let peak_rss = status_field(pid, "VmRSS:");
+    let peak_rss = process_status(pid, "VmRSS:");
     drop(clients);
     let threads = settle_to_threads(pid, base_threads);
     assert_eq!(threads, base_threads, "session threads left behind");
     assert!(server.wait_for_log("(0 live)", Duration::from_secs(5)));
     assert_eq!(open_descriptors(pid), base_fds, "descriptors left open");
-    let rss = status_field(pid, "VmRSS:");
+    let rss = process_status(pid, "VmRSS:");
     // The C library keeps a bounded cache of freed thread stacks (40 MiB of address space,
     // about 160 of our stacks); everything else the 2000 sessions used is given back.
     let grew = rss.saturating_sub(base_rss);

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use proptest::prelude::*;
 use support::{noise, put, sha256, Ftpd, Raw, FTPD};
-use testkit::{run_with_timeout, Server};
+use testkit::{cpu_ticks, open_descriptors, process_status, run_with_timeout, Server};
 
 /// A control connection made from a chosen loopback source address (127.0.0.2, …).
 fn connect_from(source: &str, server: SocketAddr) -> TcpStream {
@@ -30,21 +30,6 @@ fn first_reply(stream: &mut TcpStream) -> String {
     let mut buffer = [0u8; 512];
     let count = stream.read(&mut buffer).unwrap_or(0);
     String::from_utf8_lossy(&buffer[..count]).into_owned()
-}
-
-fn status_field(pid: u32, field: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap()
-        .lines()
-        .find_map(|line| line.strip_prefix(field))
-        .and_then(|value| value.split_whitespace().next()?.parse().ok())
-        .unwrap()
-}
-
-fn open_descriptors(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .unwrap()
-        .count()
 }
 
 fn epsv_port(raw: &mut Raw) -> u16 {
@@ -96,7 +81,7 @@ fn megabytes_without_a_newline_cost_no_memory() {
     let ftpd = Ftpd::start(&[]);
     let mut raw = ftpd.anonymous();
     let pid = ftpd.server.pid();
-    let before = status_field(pid, "VmRSS:");
+    let before = process_status(pid, "VmRSS:");
     let chunk = vec![b'A'; 1024 * 1024];
     for _ in 0..32 {
         raw.send_raw(&chunk);
@@ -104,7 +89,7 @@ fn megabytes_without_a_newline_cost_no_memory() {
     raw.send_raw(b"\r\nNOOP\r\n");
     assert_eq!(raw.answer().code, 500);
     assert_eq!(raw.answer().code, 200);
-    let after = status_field(pid, "VmRSS:");
+    let after = process_status(pid, "VmRSS:");
     assert!(
         after < before + 4 * 1024,
         "RSS grew from {before} KiB to {after} KiB for one long line"
@@ -173,7 +158,7 @@ fn connection_limits_refuse_with_421_and_never_leak() {
         drop((first, second, third, other, full));
         // Give the sessions a moment to see the hang-ups and give their places back.
         let deadline = Instant::now() + Duration::from_secs(5);
-        while status_field(ftpd.server.pid(), "Threads:") > 2 && Instant::now() < deadline {
+        while process_status(ftpd.server.pid(), "Threads:") > 2 && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -390,7 +375,7 @@ fn soak_200_concurrent_sessions_no_failures_no_leaks() {
     let mut warm = ftpd.anonymous();
     warm.expect("QUIT", 221);
     std::thread::sleep(Duration::from_millis(200));
-    let base_threads = status_field(pid, "Threads:");
+    let base_threads = process_status(pid, "Threads:");
     let base_fds = open_descriptors(pid);
     let addr = ftpd.addr();
     let expected = sha256(&payload);
@@ -437,11 +422,11 @@ fn soak_200_concurrent_sessions_no_failures_no_leaks() {
         &failures[..failures.len().min(5)]
     );
     let deadline = Instant::now() + Duration::from_secs(10);
-    while status_field(pid, "Threads:") > base_threads && Instant::now() < deadline {
+    while process_status(pid, "Threads:") > base_threads && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));
     }
     assert_eq!(
-        status_field(pid, "Threads:"),
+        process_status(pid, "Threads:"),
         base_threads,
         "threads leaked"
     );
@@ -530,19 +515,9 @@ fn running_out_of_descriptors_refuses_without_spinning_and_recovers() {
         "{:?}",
         server.log_lines()
     );
-    let ticks = |pid: u32| -> u64 {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-        let after_name = stat.rsplit_once(')').unwrap().1;
-        after_name
-            .split_whitespace()
-            .skip(11)
-            .take(2)
-            .map(|field| field.parse::<u64>().unwrap())
-            .sum()
-    };
-    let before = ticks(server.pid());
+    let before = cpu_ticks(server.pid());
     std::thread::sleep(Duration::from_secs(2));
-    let used = ticks(server.pid()) - before;
+    let used = cpu_ticks(server.pid()) - before;
     assert!(
         used < 40,
         "accept loop used {used} ticks in 2 s while out of descriptors"

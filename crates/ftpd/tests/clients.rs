@@ -11,22 +11,10 @@ use suppaftp::list::{File as ListedFile, ListParser};
 use suppaftp::types::FileType;
 use suppaftp::{FtpStream, Mode};
 use support::{noise, put, sha256, Ftpd, FTPD};
-use testkit::{require_tool, run_with_timeout};
+use testkit::{require_tool, run_ok};
 
 const CLIENT_LIMIT: Duration = Duration::from_secs(60);
 const BIG: usize = 5 * 1024 * 1024 + 123;
-
-fn run(command: Command) -> std::process::Output {
-    let output = run_with_timeout(command, CLIENT_LIMIT);
-    assert!(
-        output.status.success(),
-        "{:?}\nstdout: {}\nstderr: {}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    output
-}
 
 fn suppaftp_login(ftpd: &Ftpd, user: &str, password: &str) -> FtpStream {
     let mut ftp = FtpStream::connect(ftpd.addr()).expect("connect");
@@ -208,7 +196,7 @@ fn stock_ftp_client_cd_ls_get_put_close() {
         ),
     ]);
     command.env("SCRIPT", script);
-    let output = run(command);
+    let output = run_ok(command, CLIENT_LIMIT);
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(stdout.contains("remote.bin"), "ls output missing: {stdout}");
     assert_eq!(
@@ -241,7 +229,7 @@ fn lftp_mirrors_both_ways() {
     command
         .args(["-u", "anonymous,guest@", "-e", &commands])
         .arg(format!("ftp://127.0.0.1:{}", ftpd.addr().port()));
-    run(command);
+    run_ok(command, CLIENT_LIMIT);
     assert_eq!(
         sha256(&std::fs::read(local.path().join("down/big.bin")).unwrap()),
         sha256(&big)
@@ -274,7 +262,7 @@ fn curl_download_upload_active_and_ranges() {
         .args(["-sS", "--fail", "-o"])
         .arg(&got)
         .arg(ftpd.url("big.bin"));
-    run(download);
+    run_ok(download, CLIENT_LIMIT);
     assert_eq!(sha256(&std::fs::read(&got).unwrap()), sha256(&big));
 
     let mut active = Command::new("curl");
@@ -282,14 +270,14 @@ fn curl_download_upload_active_and_ranges() {
         .args(["-sS", "--fail", "--ftp-port", "127.0.0.1", "-o"])
         .arg(&got)
         .arg(ftpd.url("big.bin"));
-    run(active);
+    run_ok(active, CLIENT_LIMIT);
     assert_eq!(sha256(&std::fs::read(&got).unwrap()), sha256(&big));
 
     let mut range = Command::new("curl");
     range
         .args(["-sS", "--fail", "-r", "10-99"])
         .arg(ftpd.url("big.bin"));
-    let output = run(range);
+    let output = run_ok(range, CLIENT_LIMIT);
     assert_eq!(output.stdout, big[10..100]);
 
     let upload = local.path().join("up.bin");
@@ -300,7 +288,7 @@ fn curl_download_upload_active_and_ranges() {
         .args(["-sS", "--fail", "--ftp-create-dirs", "-T"])
         .arg(&upload)
         .arg(ftpd.url("new/dir/"));
-    run(put_file);
+    run_ok(put_file, CLIENT_LIMIT);
     assert_eq!(
         sha256(&std::fs::read(ftpd.path("new/dir/up.bin")).unwrap()),
         sha256(&sent)
@@ -308,7 +296,7 @@ fn curl_download_upload_active_and_ranges() {
 
     let mut listing = Command::new("curl");
     listing.args(["-sS", "--fail"]).arg(ftpd.url(""));
-    let output = run(listing);
+    let output = run_ok(listing, CLIENT_LIMIT);
     let text = String::from_utf8_lossy(&output.stdout);
     assert!(
         text.lines()
@@ -340,7 +328,7 @@ print(json.dumps({"facts": facts, "sha": digest.hexdigest(), "lines": lines}))
 "#;
     let mut command = Command::new("python3");
     command.args(["-c", script, &ftpd.addr().port().to_string()]);
-    let output = run(command);
+    let output = run_ok(command, CLIENT_LIMIT);
     let stdout = String::from_utf8(output.stdout).unwrap();
     assert!(
         stdout.contains(&format!("\"sha\": \"{}\"", sha256(&big))),

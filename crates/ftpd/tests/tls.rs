@@ -12,8 +12,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use support::{noise, put, sha256, Ftpd, Raw};
-use testkit::{require_tool, run_with_timeout};
+use testkit::{require_tool, run_ok};
 
+const CLIENT_LIMIT: Duration = Duration::from_secs(60);
 const BIG: usize = 3 * 1024 * 1024 + 17;
 
 /// A self-signed certificate for localhost and 127.0.0.1, written as PEM files.
@@ -82,18 +83,6 @@ fn start(certificate: &Certificate, extra: &[&str]) -> Ftpd {
     Ftpd::start(&args)
 }
 
-fn run(command: Command) -> std::process::Output {
-    let output = run_with_timeout(command, Duration::from_secs(60));
-    assert!(
-        output.status.success(),
-        "{:?}\nstdout: {}\nstderr: {}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    output
-}
-
 fn read(path: &Path) -> Vec<u8> {
     std::fs::read(path).unwrap_or_else(|error| panic!("{}: {error}", path.display()))
 }
@@ -144,7 +133,7 @@ fn curl_over_explicit_and_implicit_tls() {
         .args(["-sS", "--fail", "--ssl-reqd", "-k", "-o"])
         .arg(&got)
         .arg(ftpd.url("big.bin"));
-    run(download);
+    run_ok(download, CLIENT_LIMIT);
     assert_eq!(sha256(&read(&got)), sha256(&big));
 
     let upload = local.path().join("up.bin");
@@ -155,14 +144,14 @@ fn curl_over_explicit_and_implicit_tls() {
         .args(["-sS", "--fail", "--ssl-reqd", "-k", "-T"])
         .arg(&upload)
         .arg(ftpd.url(""));
-    run(put_file);
+    run_ok(put_file, CLIENT_LIMIT);
     assert_eq!(sha256(&read(&ftpd.path("up.bin"))), sha256(&sent));
 
     let mut listing = Command::new("curl");
     listing
         .args(["-sS", "--fail", "--ssl-reqd", "-k"])
         .arg(ftpd.url(""));
-    let output = run(listing);
+    let output = run_ok(listing, CLIENT_LIMIT);
     assert!(
         String::from_utf8_lossy(&output.stdout).contains(" big.bin"),
         "LIST over TLS"
@@ -173,7 +162,7 @@ fn curl_over_explicit_and_implicit_tls() {
         .args(["-sS", "--fail", "-k", "-o"])
         .arg(&got)
         .arg(format!("ftps://127.0.0.1:{implicit_port}/big.bin"));
-    run(implicit);
+    run_ok(implicit, CLIENT_LIMIT);
     assert_eq!(sha256(&read(&got)), sha256(&big));
 }
 
@@ -198,7 +187,7 @@ fn lftp_mirrors_over_tls() {
     command
         .args(["-u", "anonymous,guest@", "-e", &commands])
         .arg(format!("ftp://127.0.0.1:{}", ftpd.addr().port()));
-    run(command);
+    run_ok(command, CLIENT_LIMIT);
     assert_eq!(
         sha256(&read(&local.path().join("down/big.bin"))),
         sha256(&big)
@@ -247,7 +236,7 @@ print(digest.hexdigest(), sorted(names))
         &ftpd.addr().port().to_string(),
         certificate.cert().to_str().unwrap(),
     ]);
-    let output = run(command);
+    let output = run_ok(command, CLIENT_LIMIT);
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(stdout.starts_with(&sha256(&big)), "{stdout}");
     assert!(stdout.contains("['big.bin', 'up.bin']"), "{stdout}");
@@ -351,7 +340,7 @@ except Exception:
         let ftpd = start(&certificate, extra);
         let mut command = Command::new("python3");
         command.args(["-c", script, &ftpd.addr().port().to_string()]);
-        let output = run(command);
+        let output = run_ok(command, CLIENT_LIMIT);
         let stdout = String::from_utf8_lossy(&output.stdout);
         assert!(stdout.starts_with(expected), "{extra:?}: {stdout}");
     }
@@ -377,7 +366,7 @@ fn the_stock_ftp_client_without_tls_still_works_when_tls_is_optional() {
         ),
     ]);
     command.env("SCRIPT", script);
-    run(command);
+    run_ok(command, CLIENT_LIMIT);
     assert_eq!(read(&local.path().join("plain.txt")), b"no tls needed\n");
     let _ = TcpStream::connect(ftpd.addr());
 }

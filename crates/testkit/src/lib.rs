@@ -241,6 +241,51 @@ fn read_lines(stdout: ChildStdout) -> Receiver<String> {
     rx
 }
 
+/// Runs `command` like [`run_with_timeout`] and fails the test, showing its output, unless it
+/// exits 0.
+pub fn run_ok(command: Command, timeout: Duration) -> Output {
+    let shown = format!("{command:?}");
+    let output = run_with_timeout(command, timeout);
+    assert!(
+        output.status.success(),
+        "{shown}: {:?}\nstdout: {}\nstderr: {}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+/// A number from /proc/PID/status, e.g. `Threads:` or `VmRSS:` (KiB).
+pub fn process_status(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .expect("process status")
+        .lines()
+        .find_map(|line| line.strip_prefix(field))
+        .and_then(|value| value.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
+}
+
+/// Descriptors the process has open.
+pub fn open_descriptors(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .expect("process descriptors")
+        .count()
+}
+
+/// CPU time (user + system) the process has used, in clock ticks (normally 100 a second).
+pub fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("process stat");
+    // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
+    let after_name = stat.rsplit_once(')').expect("stat format").1;
+    after_name
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .map(|field| field.parse::<u64>().expect("numeric tick count"))
+        .sum()
+}
+
 /// Seconds since midnight named by a `HH:MM:SS` clock line, or `None` if it is not one.
 pub fn clock_line_seconds(line: &str) -> Option<u32> {
     let bytes = line.as_bytes();
