@@ -8,6 +8,7 @@ pub mod fixture;
 pub mod procfs;
 pub mod report;
 pub mod servers;
+pub mod tls_client;
 pub mod workloads;
 
 use std::io::{self, Write};
@@ -130,6 +131,7 @@ impl Config {
                 addr,
                 credentials,
                 pid: args.server_pid,
+                tls: None,
             })
         } else {
             let ours = match args.serve_ours {

@@ -15,6 +15,7 @@ pub const LOOPBACK: &str = "loopback";
 pub enum Metric {
     Loopback,
     RetrBig,
+    RetrBigTls,
     RetrMid,
     Stor,
     SessionsSequential,
@@ -42,9 +43,10 @@ pub enum Goal {
 }
 
 /// Every metric, in table order.
-pub const METRICS: [Metric; 17] = [
+pub const METRICS: [Metric; 18] = [
     Metric::Loopback,
     Metric::RetrBig,
+    Metric::RetrBigTls,
     Metric::RetrMid,
     Metric::Stor,
     Metric::SessionsSequential,
@@ -80,6 +82,7 @@ impl Metric {
                 size_label(profile.big)
             ),
             Metric::RetrBig => format!("RETR {}", size_label(profile.big)),
+            Metric::RetrBigTls => format!("RETR {} over TLS (PROT P)", size_label(profile.big)),
             Metric::RetrMid => format!("RETR {} (SHA-256 checked)", size_label(profile.mid)),
             Metric::Stor => format!("STOR {} from memory", size_label(profile.stor)),
             Metric::SessionsSequential => "sessions/s, sequential".to_owned(),
@@ -113,6 +116,7 @@ impl Metric {
         match self {
             Metric::Loopback
             | Metric::RetrBig
+            | Metric::RetrBigTls
             | Metric::RetrMid
             | Metric::Stor
             | Metric::ConcurrentThroughput => "GB/s",

@@ -27,6 +27,9 @@ pub struct Target {
     pub credentials: Credentials,
     /// Root of its process tree, for the memory workload; `None` skips it.
     pub pid: Option<u32>,
+    /// A client configuration trusting its certificate, when it serves FTPS (ours, started
+    /// here); `None` skips the TLS workload.
+    pub tls: Option<std::sync::Arc<rustls::ClientConfig>>,
 }
 
 /// A server this run started; killed (with its whole tree) when dropped.
@@ -56,7 +59,19 @@ impl Drop for RunningServer {
 /// Starts our ftpd on an ephemeral loopback port, serving `root` writable to anonymous
 /// users, logging only warnings (vsftpd's configuration logs nothing either).
 pub fn start_ours(binary: &Path, root: &Path) -> io::Result<RunningServer> {
+    // A certificate for the TLS workload; TLS stays optional, so the plain workloads are
+    // unaffected.
+    let certificate = crate::tls_client::TestCertificate::generate()?;
+    let tls_dir = tempfile::Builder::new().prefix("ftpbench-tls").tempdir()?;
+    let cert = tls_dir.path().join("cert.pem");
+    let key = tls_dir.path().join("key.pem");
+    std::fs::write(&cert, &certificate.cert_pem)?;
+    std::fs::write(&key, &certificate.key_pem)?;
     let mut child = Command::new(binary)
+        .arg("--tls-cert")
+        .arg(&cert)
+        .arg("--tls-key")
+        .arg(&key)
         .args(["--host", "127.0.0.1", "--port", "0", "--write"])
         .args(["--max-clients", "20000", "--max-per-ip", "20000"])
         .args(["--idle-timeout", "900", "--login-timeout", "900"])
@@ -88,8 +103,9 @@ pub fn start_ours(binary: &Path, root: &Path) -> io::Result<RunningServer> {
             addr,
             credentials: Credentials::default(),
             pid: Some(pid),
+            tls: Some(certificate.client),
         },
-        _config_dir: None,
+        _config_dir: Some(tls_dir),
     })
 }
 
@@ -235,6 +251,7 @@ pub fn start_vsftpd(binary: &Path, root: &Path, upload_dir: &Path) -> io::Result
                         addr,
                         credentials: Credentials::default(),
                         pid: Some(pid),
+                        tls: None,
                     },
                     _config_dir: Some(config_dir),
                 });

@@ -14,6 +14,7 @@ use crate::fixture::{self, Profile, SESSION_THREADS, SMALL_FILE};
 use crate::procfs;
 use crate::report::{Metric, Results};
 use crate::servers::Target;
+use crate::tls_client;
 
 /// Read buffer of the throughput clients: large, as the issue asks.
 const READ_BUFFER: usize = 1 << 20;
@@ -39,8 +40,9 @@ impl Plan {
 }
 
 /// Every workload, in the order a round runs them.
-pub const ALL: [Workload; 8] = [
+pub const ALL: [Workload; 9] = [
     Workload::RetrBig,
+    Workload::RetrBigTls,
     Workload::RetrMid,
     Workload::Stor,
     Workload::SessionsSequential,
@@ -54,6 +56,8 @@ pub const ALL: [Workload; 8] = [
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Workload {
     RetrBig,
+    /// Only for a server this run started with a certificate (ours): what TLS costs.
+    RetrBigTls,
     RetrMid,
     Stor,
     SessionsSequential,
@@ -70,6 +74,7 @@ impl Workload {
     pub fn run(self, target: &Target, plan: &Plan, round: usize, results: &mut Results) {
         let outcome = match self {
             Workload::RetrBig => retr_big(target, plan, results),
+            Workload::RetrBigTls => retr_big_tls(target, plan, results),
             Workload::RetrMid => retr_mid(target, plan, results),
             Workload::Stor => stor(target, plan, round, results),
             Workload::SessionsSequential => sessions_sequential(target, plan, results),
@@ -114,6 +119,29 @@ fn retr_big(target: &Target, plan: &Plan, results: &mut Results) -> io::Result<(
     results.record(
         &target.name,
         Metric::RetrBig,
+        gb_per_second(received, elapsed),
+    );
+    Ok(())
+}
+
+fn retr_big_tls(target: &Target, plan: &Plan, results: &mut Results) -> io::Result<()> {
+    let Some(tls) = &target.tls else {
+        return Ok(());
+    };
+    let mut buffer = vec![0u8; READ_BUFFER];
+    let started = Instant::now();
+    let received = tls_client::retrieve(
+        target.addr,
+        tls,
+        &target.credentials,
+        fixture::BIG,
+        &mut buffer,
+    )?;
+    let elapsed = started.elapsed();
+    check_count(fixture::BIG, received, plan.profile.big)?;
+    results.record(
+        &target.name,
+        Metric::RetrBigTls,
         gb_per_second(received, elapsed),
     );
     Ok(())
