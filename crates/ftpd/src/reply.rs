@@ -1,5 +1,8 @@
 //! Reply: what the server says on the control connection. The wire code sits next to its
-//! RFC 959 meaning, and only [`Reply::to_bytes`] knows about CRLF and the multi-line rule.
+//! RFC 959 meaning, and only this module ([`Reply::to_bytes`], [`MultiLineWriter`]) knows about
+//! CRLF and the multi-line rule.
+
+use std::io::{self, Write};
 
 /// A reply code, named for what it means (RFC 959 §4.2, RFC 2428, RFC 3659).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -141,11 +144,7 @@ impl Reply {
                 push_clean(&mut out, self.first.as_bytes());
                 out.extend_from_slice(b"\r\n");
                 for line in &self.middle {
-                    if line.len() >= 3 && line[..3].iter().all(u8::is_ascii_digit) {
-                        out.push(b' ');
-                    }
-                    push_clean(&mut out, line);
-                    out.extend_from_slice(b"\r\n");
+                    push_middle_line(&mut out, line);
                 }
                 out.extend_from_slice(format!("{number} ").as_bytes());
                 push_clean(&mut out, last.as_bytes());
@@ -153,6 +152,53 @@ impl Reply {
             }
         }
         out
+    }
+}
+
+/// One middle line of a multi-line reply: a line that would look final (`NNN `) is indented
+/// by one space, as RFC 959 asks.
+fn push_middle_line(out: &mut Vec<u8>, line: &[u8]) {
+    if line.len() >= 3 && line[..3].iter().all(u8::is_ascii_digit) {
+        out.push(b' ');
+    }
+    push_clean(out, line);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// A multi-line reply written as its lines arrive (STAT of a large directory), with the
+/// same rules as [`Reply::to_bytes`], so it never has to be held in memory whole.
+pub struct MultiLineWriter<W: Write> {
+    out: W,
+    code: Code,
+    line: Vec<u8>,
+}
+
+impl<W: Write> MultiLineWriter<W> {
+    /// Writes the first line, `code-first`.
+    pub fn start(mut out: W, code: Code, first: &str) -> io::Result<MultiLineWriter<W>> {
+        let mut line = format!("{}-", code.number()).into_bytes();
+        push_clean(&mut line, first.as_bytes());
+        line.extend_from_slice(b"\r\n");
+        out.write_all(&line)?;
+        Ok(MultiLineWriter { out, code, line })
+    }
+
+    /// Writes one middle line.
+    pub fn line(&mut self, text: &[u8]) -> io::Result<()> {
+        self.line.clear();
+        push_middle_line(&mut self.line, text);
+        self.out.write_all(&self.line)
+    }
+
+    /// Writes the final line, `code last`, and flushes.
+    pub fn finish(mut self, last: &str) -> io::Result<()> {
+        self.line.clear();
+        self.line
+            .extend_from_slice(format!("{} ", self.code.number()).as_bytes());
+        push_clean(&mut self.line, last.as_bytes());
+        self.line.extend_from_slice(b"\r\n");
+        self.out.write_all(&self.line)?;
+        self.out.flush()
     }
 }
 
@@ -205,6 +251,29 @@ mod tests {
             Reply::new(Code::FileUnavailable, "no such file: a\r\n230 b\0"),
             "550 no such file: a  230 b \r\n",
         );
+    }
+
+    #[test]
+    fn streamed_multi_line_replies_match_whole_ones() {
+        let middle = vec![
+            b"-rw-r--r-- a".to_vec(),
+            b"213 looks final".to_vec(),
+            b"x\r\ny".to_vec(),
+        ];
+        let whole = Reply::multi(
+            Code::FileStatus,
+            "Status of /:",
+            middle.clone(),
+            "End of status",
+        );
+        let mut streamed = Vec::new();
+        let mut writer =
+            MultiLineWriter::start(&mut streamed, Code::FileStatus, "Status of /:").unwrap();
+        for line in &middle {
+            writer.line(line).unwrap();
+        }
+        writer.finish("End of status").unwrap();
+        assert_eq!(streamed, whole.to_bytes());
     }
 
     #[test]

@@ -17,7 +17,7 @@ use crate::data::{self, DataPlan, DataStream};
 use crate::jail::Jail;
 use crate::listing::{self, Entry, Kind};
 use crate::path::VirtualPath;
-use crate::reply::{quote_path, Code, Reply};
+use crate::reply::{quote_path, Code, MultiLineWriter, Reply};
 use crate::server::ServerConfig;
 use crate::tls::{self, ControlReader, SharedTls};
 use crate::transfer;
@@ -70,6 +70,20 @@ impl ControlWriter {
             None => (&self.socket).write_all(bytes),
             Some(tls) => tls::write_through(tls, &self.socket, bytes),
         }
+    }
+}
+
+/// The control connection as a `Write`, for replies streamed through a buffer.
+struct ControlSink<'a>(&'a ControlWriter);
+
+impl Write for ControlSink<'_> {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        self.0.write(bytes)?;
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
     }
 }
 
@@ -458,7 +472,7 @@ impl Session {
                 "Help OK",
             ),
             Command::Stat(None) => self.status(),
-            Command::Stat(Some(path)) => self.stat_path(&path)?,
+            Command::Stat(Some(path)) => return self.stat_path(&path),
             Command::Pwd => Reply::new(
                 Code::PathCreated,
                 format!(
@@ -829,21 +843,29 @@ impl Session {
         )
     }
 
-    fn stat_path(&self, argument: &[u8]) -> Replied<Reply> {
+    /// STAT with a path: the listing over the control connection, streamed line by line
+    /// so a huge directory costs no more memory than a buffer.
+    fn stat_path(&self, argument: &[u8]) -> Replied<Flow> {
         let (jail, target) = self.readable(argument);
-        let mut lines = Vec::new();
-        let mut collect = |line: &[u8]| {
-            lines.push(line.to_vec());
-            Ok(())
-        };
-        write_listing(&jail, &target, ListingStyle::Long, false, &mut collect)
+        jail.metadata(&target)
             .map_err(|error| fs_error(&error, &target))?;
-        Ok(Reply::multi(
-            Code::FileStatus,
-            format!("Status of {}:", target.display()),
-            lines,
-            "End of status",
-        ))
+        let writer = self.control.lock();
+        let sink = BufWriter::with_capacity(64 * 1024, ControlSink(&writer));
+        let first = format!("Status of {}:", target.display());
+        let sent = MultiLineWriter::start(sink, Code::FileStatus, &first).and_then(|mut reply| {
+            let listed = write_listing(&jail, &target, ListingStyle::Long, false, &mut |line| {
+                reply.line(line)
+            });
+            reply.finish(match listed {
+                Ok(()) => "End of status",
+                Err(_) => "End of status (listing cut short)",
+            })
+        });
+        Ok(if sent.is_ok() {
+            Flow::Continue
+        } else {
+            Flow::Quit
+        })
     }
 
     fn mlst(&self, argument: Option<&[u8]>) -> Replied<Reply> {

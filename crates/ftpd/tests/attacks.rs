@@ -536,3 +536,27 @@ fn running_out_of_descriptors_refuses_without_spinning_and_recovers() {
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+#[test]
+fn stat_of_a_huge_directory_streams_over_the_control_connection() {
+    let ftpd = Ftpd::start(&[]);
+    let dir = ftpd.path("many");
+    std::fs::create_dir(&dir).unwrap();
+    for index in 0..20_000 {
+        std::fs::File::create(dir.join(format!("entry-{index:05}"))).unwrap();
+    }
+    let mut raw = ftpd.anonymous();
+    let before = process_status(ftpd.server.pid(), "VmRSS:");
+    let answer = raw.expect("STAT many", 213);
+    assert_eq!(answer.lines.len(), 20_000 + 2);
+    assert!(answer.lines[1..20_001]
+        .iter()
+        .all(|line| line.starts_with("-rw")));
+    let after = process_status(ftpd.server.pid(), "VmRSS:");
+    // 20,000 lines are about 1.5 MB of text; streaming keeps it out of memory.
+    assert!(
+        after < before + 1024,
+        "RSS grew from {before} KiB to {after} KiB"
+    );
+    raw.expect("NOOP", 200);
+}
