@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use chrono::{Timelike, Utc};
 use chrono_tz::Tz;
 use testkit::{
-    clock_line_seconds, cpu_ticks, open_descriptors, process_status, run_with_timeout,
+    clock_line_seconds, exhaust_descriptors, open_descriptors, process_status, run_with_timeout,
     seconds_apart, LineClient, Server,
 };
 
@@ -253,22 +253,7 @@ fn descriptor_exhaustion_backs_off_quietly_and_recovers() {
     command.args(["-c", &script]);
     let server = Server::spawn(command);
     // Hold far more connections than the server has descriptors for.
-    let hogs: Vec<TcpStream> = (0..60)
-        .map(|_| TcpStream::connect(server.addr).expect("kernel accepts into the backlog"))
-        .collect();
-    assert!(
-        server.wait_for_log("accept failed", Duration::from_secs(5)),
-        "{:?}",
-        server.log_lines()
-    );
-    let before = cpu_ticks(server.pid());
-    std::thread::sleep(Duration::from_secs(2));
-    let used = cpu_ticks(server.pid()) - before;
-    // A spinning accept loop would use about 200 ticks here.
-    assert!(
-        used < 40,
-        "accept loop used {used} ticks in 2 s while out of descriptors"
-    );
+    let hogs = exhaust_descriptors(&server, 60);
     let failures = server
         .log_lines()
         .iter()

@@ -286,6 +286,31 @@ pub fn cpu_ticks(pid: u32) -> u64 {
         .sum()
 }
 
+/// Opens `connections` connections to a server started with too few descriptors, waits for
+/// its `accept failed` log line, and fails the test if its accept loop then uses more than a
+/// fifth of a core for 2 s (a spinning loop uses all of one). Returns the connections, so the
+/// caller decides when descriptors come free.
+pub fn exhaust_descriptors(server: &Server, connections: usize) -> Vec<std::net::TcpStream> {
+    let hogs: Vec<std::net::TcpStream> = (0..connections)
+        .map(|_| {
+            std::net::TcpStream::connect(server.addr).expect("kernel accepts into the backlog")
+        })
+        .collect();
+    assert!(
+        server.wait_for_log("accept failed", Duration::from_secs(10)),
+        "{:?}",
+        server.log_lines()
+    );
+    let before = cpu_ticks(server.pid());
+    thread::sleep(Duration::from_secs(2));
+    let used = cpu_ticks(server.pid()) - before;
+    assert!(
+        used < 40,
+        "accept loop used {used} ticks in 2 s while out of descriptors"
+    );
+    hogs
+}
+
 /// Seconds since midnight named by a `HH:MM:SS` clock line, or `None` if it is not one.
 pub fn clock_line_seconds(line: &str) -> Option<u32> {
     let bytes = line.as_bytes();
