@@ -556,3 +556,22 @@ fn socket_from(source: &str, port: u16) -> TcpStream {
         .unwrap();
     socket.into()
 }
+
+#[test]
+fn pasv_on_a_dual_stack_listener_strips_the_mapped_prefix() {
+    let root = tempfile::tempdir().unwrap();
+    let mut command = std::process::Command::new(support::FTPD);
+    command
+        .args(["--host", "::", "--port", "0", "--root"])
+        .arg(root.path());
+    let server = testkit::Server::spawn(command);
+    // An IPv4 client on a [::] listener: the server's side of the connection is ::ffff:127.0.0.1.
+    let mut raw = Raw::connect(std::net::SocketAddr::from((
+        [127, 0, 0, 1],
+        server.addr.port(),
+    )));
+    raw.expect("USER anonymous", 331);
+    raw.expect("PASS x", 230);
+    let answer = raw.expect("PASV", 227);
+    assert!(answer.lines[0].contains("(127,0,0,1,"), "{answer:?}");
+}

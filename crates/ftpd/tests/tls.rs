@@ -370,3 +370,22 @@ fn the_stock_ftp_client_without_tls_still_works_when_tls_is_optional() {
     assert_eq!(read(&local.path().join("plain.txt")), b"no tls needed\n");
     let _ = TcpStream::connect(ftpd.addr());
 }
+
+#[test]
+fn a_failed_handshake_ends_only_that_session_with_a_log_line() {
+    let certificate = Certificate::new();
+    let ftpd = start(&certificate, &[]);
+    let mut raw = Raw::connect(ftpd.addr());
+    raw.expect("AUTH TLS", 234);
+    raw.send_raw(b"this is not a TLS ClientHello\r\n\r\n");
+    let mut rest = Vec::new();
+    let _ = raw.reader.read_to_end(&mut rest);
+    assert!(
+        ftpd.server
+            .wait_for_log("TLS handshake failed", Duration::from_secs(5)),
+        "{:?}",
+        ftpd.server.log_lines()
+    );
+    let mut other = Raw::connect(ftpd.addr());
+    other.expect("NOOP", 200);
+}
