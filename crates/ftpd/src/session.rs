@@ -36,7 +36,7 @@ pub const THREAD_STACK_SIZE: usize = 256 * 1024;
 const HTTP_VERBS: [&str; 6] = ["GET", "POST", "HEAD", "PUT", "OPTIONS", "CONNECT"];
 
 /// The features FEAT lists; every extension we implement.
-const FEATURES: [&str; 11] = [
+const FEATURES: [&str; 10] = [
     " EPRT",
     " EPSV",
     " MDTM",
@@ -47,7 +47,6 @@ const FEATURES: [&str; 11] = [
     " SIZE",
     " TVFS",
     " UTF8",
-    " LANG EN",
 ];
 
 /// The control connection's writing half, shared with the transfer thread that sends the
@@ -251,44 +250,55 @@ enum LineRead {
     Eof,
 }
 
+/// A control line being read: kept across reads, so a read timeout in the middle of a
+/// line (a slow client, or the session's periodic wake-up during a transfer) loses nothing.
+#[derive(Default)]
+struct PartialLine {
+    bytes: Vec<u8>,
+    too_long: bool,
+}
+
 /// Reads a line of at most [`MAX_LINE`] bytes; a longer line is consumed and discarded, so
 /// it costs no more memory than the cap.
-fn read_line(reader: &mut BufReader<ControlReader>) -> io::Result<LineRead> {
-    let mut line = Vec::new();
-    let mut too_long = false;
+fn read_line(
+    reader: &mut BufReader<ControlReader>,
+    partial: &mut PartialLine,
+) -> io::Result<LineRead> {
     loop {
         let available = match reader.fill_buf() {
             Ok(available) => available,
             Err(error) if error.kind() == ErrorKind::Interrupted => continue,
             Err(error) => return Err(error),
         };
-        if available.is_empty() {
-            return Ok(if too_long {
+        let (used, done) = match available.iter().position(|&byte| byte == b'\n') {
+            Some(end) => (end + 1, true),
+            None => (available.len(), false),
+        };
+        if used == 0 {
+            // EOF: whatever came before it is the last line.
+            let last = std::mem::take(partial);
+            return Ok(if last.too_long {
                 LineRead::TooLong
-            } else if line.is_empty() {
+            } else if last.bytes.is_empty() {
                 LineRead::Eof
             } else {
-                LineRead::Line(line)
+                LineRead::Line(last.bytes)
             });
         }
-        let (chunk, done) = match available.iter().position(|&byte| byte == b'\n') {
-            Some(end) => (&available[..=end], true),
-            None => (available, false),
-        };
-        let used = chunk.len();
-        if !too_long {
-            line.extend_from_slice(chunk);
-            if line.len() > MAX_LINE {
-                too_long = true;
-                line = Vec::new();
+        if !partial.too_long {
+            partial.bytes.extend_from_slice(&available[..used]);
+            if partial.bytes.len() > MAX_LINE {
+                partial.too_long = true;
+                partial.bytes = Vec::new();
             }
         }
         reader.consume(used);
         if done {
-            return Ok(if too_long {
+            let line = std::mem::take(partial);
+            return Ok(if line.too_long {
                 LineRead::TooLong
             } else {
-                LineRead::Line(line)
+                LineRead::Line(line.bytes)
             });
         }
     }
@@ -302,6 +312,7 @@ impl Session {
         {
             return;
         }
+        let mut partial = PartialLine::default();
         loop {
             if self.config.sessions.is_shutting_down() && self.running.is_none() {
                 let _ = self.send(shutting_down_reply());
@@ -312,7 +323,7 @@ impl Session {
                 break;
             };
             let _ = reader.get_ref().socket().set_read_timeout(Some(wait));
-            let line = match read_line(&mut reader) {
+            let line = match read_line(&mut reader, &mut partial) {
                 Ok(LineRead::Line(line)) => line,
                 Ok(LineRead::TooLong) => {
                     self.finish_transfer();

@@ -575,3 +575,24 @@ fn pasv_on_a_dual_stack_listener_strips_the_mapped_prefix() {
     let answer = raw.expect("PASV", 227);
     assert!(answer.lines[0].contains("(127,0,0,1,"), "{answer:?}");
 }
+
+#[test]
+fn a_command_split_across_slow_packets_mid_transfer_is_not_lost() {
+    let ftpd = Ftpd::start(&[]);
+    put(ftpd.root.path(), "big", &noise(32 * 1024 * 1024, 12));
+    let mut raw = ftpd.anonymous();
+    raw.expect("TYPE I", 200);
+    let mut data = raw.passive();
+    raw.expect("RETR big", 150);
+    let mut some = [0u8; 4096];
+    data.read_exact(&mut some).unwrap();
+    // The session wakes every second while a transfer runs; half a command must survive it.
+    raw.send_raw(b"ST");
+    std::thread::sleep(Duration::from_millis(1500));
+    raw.send_raw(b"AT\r\n");
+    let status = raw.answer();
+    assert_eq!(status.code, 211, "{status:?}");
+    raw.send("ABOR");
+    assert_eq!(raw.answer().code, 426);
+    assert_eq!(raw.answer().code, 226);
+}
