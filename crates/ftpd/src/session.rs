@@ -1265,7 +1265,7 @@ impl Session {
                 let secured = match tls.as_ref().and_then(|config| config.tls.as_ref()) {
                     None => Ok(DataStream::Plain(data)),
                     Some(settings) => settings
-                        .secure_data(data)
+                        .secure_data(data, record.incoming)
                         .map(|stream| DataStream::Tls(Box::new(stream))),
                 };
                 let (end, bytes) = match secured {

@@ -22,6 +22,11 @@ pub type SharedTls = Arc<Mutex<ServerConnection>>;
 #[derive(Debug)]
 pub struct TlsSettings {
     config: Arc<ServerConfig>,
+    /// The same, minus TLS 1.3 session tickets, for uploads: a ticket an uploading client
+    /// never reads is unread data, which turns its close into a reset that can destroy the
+    /// upload (seen with lftp's GnuTLS under load). Downloads do send tickets, which clients
+    /// that use each ticket once (rustls) need for their next data connection.
+    upload_config: Arc<ServerConfig>,
     /// Refuse logins and data transfers that are not protected.
     pub required: bool,
     /// Data connections must resume a TLS session of this server (against data-connection
@@ -63,29 +68,38 @@ impl TlsSettings {
         // cached sessions would be single-use.
         config.ticketer = rustls::crypto::ring::Ticketer::new()
             .map_err(|error| format!("TLS session tickets unavailable: {error}"))?;
+        // A few spare tickets on the control connection cover a run of uploads from a
+        // client that spends one per data connection.
+        config.send_tls13_tickets = 4;
+        let mut upload_config = config.clone();
+        upload_config.send_tls13_tickets = 0;
         Ok(TlsSettings {
             config: Arc::new(config),
+            upload_config: Arc::new(upload_config),
             required,
             require_resumption,
         })
     }
 
-    /// Runs a server handshake on a blocking socket (the socket's timeouts apply).
+    /// Runs a control connection's server handshake on a blocking socket (the socket's
+    /// timeouts apply).
     pub fn handshake(&self, socket: &TcpStream) -> io::Result<ServerConnection> {
-        let mut connection = ServerConnection::new(Arc::clone(&self.config)).map_err(tls_error)?;
-        let mut io = socket;
-        while connection.is_handshaking() {
-            connection.complete_io(&mut io)?;
-        }
-        Ok(connection)
+        handshake(&self.config, socket)
     }
 
-    /// Secures a data connection, insisting on session resumption when configured.
+    /// Secures a data connection (`incoming` for uploads), insisting on session resumption
+    /// when configured.
     pub fn secure_data(
         &self,
         socket: TcpStream,
+        incoming: bool,
     ) -> io::Result<StreamOwned<ServerConnection, TcpStream>> {
-        let connection = self.handshake(&socket)?;
+        let config = if incoming {
+            &self.upload_config
+        } else {
+            &self.config
+        };
+        let connection = handshake(config, &socket)?;
         if self.require_resumption && connection.handshake_kind() != Some(HandshakeKind::Resumed) {
             return Err(io::Error::new(
                 ErrorKind::PermissionDenied,
@@ -94,6 +108,15 @@ impl TlsSettings {
         }
         Ok(StreamOwned::new(connection, socket))
     }
+}
+
+fn handshake(config: &Arc<ServerConfig>, socket: &TcpStream) -> io::Result<ServerConnection> {
+    let mut connection = ServerConnection::new(Arc::clone(config)).map_err(tls_error)?;
+    let mut io = socket;
+    while connection.is_handshaking() {
+        connection.complete_io(&mut io)?;
+    }
+    Ok(connection)
 }
 
 fn tls_error(error: rustls::Error) -> io::Error {

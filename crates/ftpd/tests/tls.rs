@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use support::{noise, put, sha256, Ftpd, Raw};
-use testkit::{require_tool, run_ok};
+use testkit::{require_tool, run_ok, run_with_timeout};
 
 const CLIENT_LIMIT: Duration = Duration::from_secs(60);
 const BIG: usize = 3 * 1024 * 1024 + 17;
@@ -186,7 +186,13 @@ fn lftp_mirrors_over_tls() {
     command
         .args(["-u", "anonymous,guest@", "-e", &commands])
         .arg(format!("ftp://127.0.0.1:{}", ftpd.addr().port()));
-    run_ok(command, CLIENT_LIMIT);
+    let output = run_with_timeout(command, CLIENT_LIMIT);
+    assert!(
+        output.status.success(),
+        "lftp: {}\nserver log: {:#?}",
+        String::from_utf8_lossy(&output.stderr),
+        ftpd.server.log_lines()
+    );
     assert_eq!(
         sha256(&read(&local.path().join("down/big.bin"))),
         sha256(&big)
