@@ -4,8 +4,9 @@
 use std::io::{self, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::ops::RangeInclusive;
-use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
+
+use crate::deadline::{wait_for, Readiness};
 
 /// How the next data connection will be made.
 #[derive(Debug, Default)]
@@ -13,10 +14,34 @@ pub enum DataPlan {
     /// No PASV/EPSV/PORT/EPRT yet (or the last one was used).
     #[default]
     None,
-    /// We listen; the client connects.
-    Passive(TcpListener),
+    /// We listen; the client connects before `expires`, or the port is given back.
+    Passive {
+        /// The passive port.
+        listener: TcpListener,
+        /// When an unused listener is closed, so idle sessions cannot hoard passive ports.
+        expires: Instant,
+    },
     /// We connect to the client's address.
     Active(SocketAddr),
+}
+
+impl DataPlan {
+    /// When an unused passive listener must be closed, if one is open.
+    pub fn expires(&self) -> Option<Instant> {
+        match self {
+            DataPlan::Passive { expires, .. } => Some(*expires),
+            _ => None,
+        }
+    }
+
+    /// Closes an unused passive listener whose time is up (freeing its port); true if one was.
+    pub fn expire(&mut self, now: Instant) -> bool {
+        if self.expires().is_some_and(|expires| expires <= now) {
+            *self = DataPlan::None;
+            return true;
+        }
+        false
+    }
 }
 
 /// The IP clients see for our side of the control connection, with `::ffff:` stripped.
@@ -57,7 +82,7 @@ pub fn accept_from(
     let deadline = Instant::now() + timeout;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() || !wait_readable(listener.as_raw_fd(), left)? {
+        if left.is_zero() || !wait_for(listener, Readiness::Readable, left)? {
             return Err(io::Error::new(
                 io::ErrorKind::TimedOut,
                 "no data connection arrived",
@@ -76,46 +101,6 @@ pub fn connect_to(addr: SocketAddr, timeout: Duration) -> io::Result<TcpStream> 
     TcpStream::connect_timeout(&addr, timeout)
 }
 
-fn wait_readable(fd: i32, timeout: Duration) -> io::Result<bool> {
-    let mut watched = libc::pollfd {
-        fd,
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    let millis = timeout.as_millis().clamp(1, i32::MAX as u128) as i32;
-    loop {
-        // SAFETY: one valid pollfd, alive for the call.
-        let ready = unsafe { libc::poll(&mut watched, 1, millis) };
-        match ready {
-            -1 => {
-                let error = io::Error::last_os_error();
-                if error.kind() != io::ErrorKind::Interrupted {
-                    return Err(error);
-                }
-            }
-            0 => return Ok(false),
-            _ => return Ok(true),
-        }
-    }
-}
-
-/// True when the peer has closed its end of `stream` (a read would return EOF now).
-/// Used after an upload's data EOF: a client killed mid-STOR closes the control connection
-/// too, and its half-sent file must not replace the old one.
-pub fn peer_has_closed(stream: &TcpStream) -> bool {
-    let mut byte = [0u8; 1];
-    // SAFETY: a one-byte buffer we own; MSG_PEEK leaves the data for the session to read.
-    let read = unsafe {
-        libc::recv(
-            stream.as_raw_fd(),
-            byte.as_mut_ptr().cast(),
-            1,
-            libc::MSG_PEEK | libc::MSG_DONTWAIT,
-        )
-    };
-    read == 0
-}
-
 fn random_u64() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     // RandomState is seeded from the OS for every instance: enough to spread ports.
@@ -131,6 +116,15 @@ pub enum DataStream {
 }
 
 impl DataStream {
+    /// Closes the connection, whoever else holds a handle on it.
+    pub fn close(&self) {
+        let socket = match self {
+            DataStream::Plain(socket) => socket,
+            DataStream::Tls(stream) => &stream.sock,
+        };
+        let _ = socket.shutdown(std::net::Shutdown::Both);
+    }
+
     /// Ends the stream cleanly: under TLS, a close_notify, so the client knows no data was cut.
     pub fn finish(&mut self) -> io::Result<()> {
         match self {

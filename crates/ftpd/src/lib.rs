@@ -1,17 +1,27 @@
 //! ftpd: a concurrent FTP server (gopl.io exercise 8.2) that stock clients just work with.
 //!
 //! [`command`] parses control lines and [`reply`] encodes answers, both without I/O;
-//! [`session`] runs one control connection; [`jail`] is the only code that touches the
-//! disk, beneath the served root; [`path`] is the pure virtual path the session shows.
+//! [`session`] runs one control connection over [`control`]; [`jail`] is the only code
+//! that touches the disk, beneath the served root; [`path`] is the pure virtual path the
+//! session shows; [`config`] holds the settings, fixed at start-up, and [`registry`] the
+//! live sessions beside them.
 
+pub mod cli;
 pub mod command;
+pub mod config;
+pub mod control;
 pub mod data;
+pub mod deadline;
+pub mod glob;
 pub mod jail;
 pub mod listing;
 pub mod path;
+pub mod registry;
 pub mod reply;
 pub mod server;
 pub mod session;
 pub mod tls;
 pub mod transfer;
+pub mod upload;
 pub mod users;
+pub mod xferlog;

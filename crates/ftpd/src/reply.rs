@@ -4,6 +4,9 @@
 
 use std::io::{self, Write};
 
+use crate::jail::NotRegularFile;
+use crate::path::VirtualPath;
+
 /// A reply code, named for what it means (RFC 959 §4.2, RFC 2428, RFC 3659).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u16)]
@@ -213,6 +216,29 @@ fn push_clean(out: &mut Vec<u8>, text: &[u8]) {
 pub fn quote_path(path: &[u8]) -> String {
     let text = String::from_utf8_lossy(path);
     format!("\"{}\"", text.replace('"', "\"\""))
+}
+
+/// The one map from a storage error on `path` to its reply.
+pub fn fs_error(error: &io::Error, path: &VirtualPath) -> Reply {
+    use io::ErrorKind;
+    let shown = path.display();
+    let unavailable = |why: &str| Reply::new(Code::FileUnavailable, format!("{shown}: {why}"));
+    if NotRegularFile::is(error) {
+        return unavailable("not a regular file");
+    }
+    match error.kind() {
+        ErrorKind::NotFound => unavailable("no such file or directory"),
+        ErrorKind::PermissionDenied => unavailable("permission denied"),
+        ErrorKind::AlreadyExists => unavailable("already exists"),
+        ErrorKind::NotADirectory => unavailable("not a directory"),
+        ErrorKind::IsADirectory => unavailable("is a directory"),
+        ErrorKind::DirectoryNotEmpty => unavailable("directory not empty"),
+        ErrorKind::StorageFull => {
+            Reply::new(Code::InsufficientStorage, "insufficient storage space")
+        }
+        ErrorKind::FileTooLarge => Reply::new(Code::ExceededStorage, "exceeded storage allocation"),
+        _ => Reply::new(Code::LocalError, format!("{shown}: local error: {error}")),
+    }
 }
 
 #[cfg(test)]

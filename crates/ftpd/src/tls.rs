@@ -2,14 +2,17 @@
 //! provider, TLS 1.2 and 1.3 only.
 //!
 //! The control connection is read by the session thread and written by transfer threads
-//! too, so its TLS state sits behind a mutex that is never held across a blocking read:
-//! [`ControlReader`] reads raw bytes from the socket first and only then feeds them to the
-//! shared connection.
+//! too, so its TLS state sits behind a mutex that is never held across a blocking call:
+//! `control` reads raw bytes first and only then [`feed`]s them in, and takes sealed records
+//! out with [`pending_output`] before sending them.
 
-use std::io::{self, ErrorKind, Read, Write};
+use std::io::{self, ErrorKind};
 use std::net::TcpStream;
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+use crate::deadline::{read_until, send_before};
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -81,42 +84,82 @@ impl TlsSettings {
         })
     }
 
-    /// Runs a control connection's server handshake on a blocking socket (the socket's
-    /// timeouts apply).
-    pub fn handshake(&self, socket: &TcpStream) -> io::Result<ServerConnection> {
-        handshake(&self.config, socket)
+    /// Runs a control connection's server handshake, giving up at `deadline` (the login
+    /// deadline: a handshake trickled a byte at a time gets no longer than a login).
+    pub fn handshake(&self, socket: &TcpStream, deadline: Instant) -> io::Result<ServerConnection> {
+        handshake(&self.config, socket, deadline)
     }
 
-    /// Secures a data connection (`incoming` for uploads), insisting on session resumption
-    /// when configured.
+    /// Secures a data connection (`incoming` for uploads) within `deadline`, insisting on
+    /// session resumption when configured.
     pub fn secure_data(
         &self,
         socket: TcpStream,
         incoming: bool,
-    ) -> io::Result<StreamOwned<ServerConnection, TcpStream>> {
+        deadline: Instant,
+    ) -> Result<StreamOwned<ServerConnection, TcpStream>, DataTlsError> {
         let config = if incoming {
             &self.upload_config
         } else {
             &self.config
         };
-        let connection = handshake(config, &socket)?;
+        let connection = handshake(config, &socket, deadline).map_err(DataTlsError::Handshake)?;
         if self.require_resumption && connection.handshake_kind() != Some(HandshakeKind::Resumed) {
-            return Err(io::Error::new(
-                ErrorKind::PermissionDenied,
-                "data connection did not resume the control connection's TLS session",
-            ));
+            return Err(DataTlsError::NotResumed);
         }
         Ok(StreamOwned::new(connection, socket))
     }
 }
 
-fn handshake(config: &Arc<ServerConfig>, socket: &TcpStream) -> io::Result<ServerConnection> {
-    let mut connection = ServerConnection::new(Arc::clone(config)).map_err(tls_error)?;
-    let mut io = socket;
-    while connection.is_handshaking() {
-        connection.complete_io(&mut io)?;
+/// Why a data connection could not be secured; the session answers each differently.
+#[derive(Debug)]
+pub enum DataTlsError {
+    /// The client did not resume the control connection's session (a possible hijack, or a
+    /// client that cannot resume): refused by policy.
+    NotResumed,
+    /// The handshake itself failed or timed out.
+    Handshake(io::Error),
+}
+
+impl std::fmt::Display for DataTlsError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DataTlsError::NotResumed => {
+                f.write_str("data connection did not resume the control connection's TLS session")
+            }
+            DataTlsError::Handshake(error) => write!(f, "TLS handshake failed: {error}"),
+        }
     }
-    Ok(connection)
+}
+
+/// A server handshake on a blocking socket, every read and write bounded by `deadline`.
+fn handshake(
+    config: &Arc<ServerConfig>,
+    socket: &TcpStream,
+    deadline: Instant,
+) -> io::Result<ServerConnection> {
+    let mut connection = ServerConnection::new(Arc::clone(config)).map_err(tls_error)?;
+    loop {
+        let output = pending_output(&mut connection)?;
+        send_before(socket, &output, deadline)?;
+        if !connection.is_handshaking() {
+            return Ok(connection);
+        }
+        read_until(socket, deadline)?;
+        let mut reader = socket;
+        if connection.read_tls(&mut reader)? == 0 {
+            return Err(io::Error::new(
+                ErrorKind::UnexpectedEof,
+                "client closed during the TLS handshake",
+            ));
+        }
+        if let Err(error) = connection.process_new_packets() {
+            // Tell the client why (the alert is queued), then give up.
+            let alert = pending_output(&mut connection).unwrap_or_default();
+            let _ = send_before(socket, &alert, deadline);
+            return Err(tls_error(error));
+        }
+    }
 }
 
 fn tls_error(error: rustls::Error) -> io::Error {
@@ -130,69 +173,22 @@ pub fn lock(shared: &SharedTls) -> MutexGuard<'_, ServerConnection> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// Sends `bytes` through the shared TLS connection to `socket`.
-pub fn write_through(shared: &SharedTls, socket: &TcpStream, bytes: &[u8]) -> io::Result<()> {
-    let mut connection = lock(shared);
-    connection.writer().write_all(bytes)?;
-    let mut io = socket;
+/// The TLS records `connection` has queued for the peer, taken out without any I/O.
+pub fn pending_output(connection: &mut ServerConnection) -> io::Result<Vec<u8>> {
+    let mut output = Vec::new();
     while connection.wants_write() {
-        connection.write_tls(&mut io)?;
+        connection.write_tls(&mut output)?;
     }
-    Ok(())
+    Ok(output)
 }
 
-/// The reading side of a control connection, plain or TLS.
-pub struct ControlReader {
-    socket: TcpStream,
-    tls: Option<SharedTls>,
-}
-
-impl ControlReader {
-    /// Reads the socket in the clear until [`ControlReader::secure`].
-    pub fn new(socket: TcpStream) -> ControlReader {
-        ControlReader { socket, tls: None }
+/// Feeds bytes read from the socket into the shared connection; true when it now has
+/// records to send (which the caller sends in its turn).
+pub fn feed(shared: &SharedTls, mut incoming: &[u8]) -> io::Result<bool> {
+    let mut connection = lock(shared);
+    while !incoming.is_empty() {
+        connection.read_tls(&mut incoming)?;
+        connection.process_new_packets().map_err(tls_error)?;
     }
-
-    /// From now on, reads go through `tls`.
-    pub fn secure(&mut self, tls: SharedTls) {
-        self.tls = Some(tls);
-    }
-
-    /// The socket, for timeouts.
-    pub fn socket(&self) -> &TcpStream {
-        &self.socket
-    }
-}
-
-impl Read for ControlReader {
-    fn read(&mut self, buffer: &mut [u8]) -> io::Result<usize> {
-        let Some(tls) = &self.tls else {
-            return self.socket.read(buffer);
-        };
-        let mut raw = [0u8; 4096];
-        loop {
-            match lock(tls).reader().read(buffer) {
-                Ok(count) => return Ok(count),
-                Err(error) if error.kind() == ErrorKind::WouldBlock => {}
-                // The peer closed without close_notify: for a control connection, just EOF.
-                Err(error) if error.kind() == ErrorKind::UnexpectedEof => return Ok(0),
-                Err(error) => return Err(error),
-            }
-            // Block on the socket without holding the lock, so replies can still be sent.
-            let count = self.socket.read(&mut raw)?;
-            if count == 0 {
-                return Ok(0);
-            }
-            let mut connection = lock(tls);
-            let mut incoming = &raw[..count];
-            while !incoming.is_empty() {
-                connection.read_tls(&mut incoming)?;
-                connection.process_new_packets().map_err(tls_error)?;
-            }
-            let mut io = &self.socket;
-            while connection.wants_write() {
-                connection.write_tls(&mut io)?;
-            }
-        }
-    }
+    Ok(connection.wants_write())
 }

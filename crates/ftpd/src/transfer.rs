@@ -4,7 +4,14 @@
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
-use std::os::fd::AsRawFd;
+use std::os::fd::OwnedFd;
+use std::time::Duration;
+
+use rustix::fs::OFlags;
+use rustix::io::Errno;
+use rustix::pipe::{PipeFlags, SpliceFlags};
+
+use crate::deadline::{timed_out, wait_for, Readiness};
 
 /// Buffer for uploads and text conversion: large enough that a transfer is a few syscalls
 /// per megabyte, allocated once per transfer.
@@ -101,135 +108,134 @@ const SENDFILE_CHUNK: usize = 1 << 30;
 /// TYPE I): the bytes go from the page cache to the socket without passing through user
 /// space. `io::copy` does not do this for a `TcpStream` on Rust 1.95: strace shows it
 /// reading and writing 8 KiB at a time. A file system that refuses `sendfile` (EINVAL,
-/// ENOSYS before the first byte) gets the buffered copy instead. A stalled client is the
-/// socket's write timeout, as with `write`.
-pub fn send_file(file: &mut File, socket: &mut TcpStream) -> io::Result<u64> {
+/// ENOSYS before the first byte) gets the buffered copy instead.
+///
+/// The socket is driven non-blocking and the wait is our own poll: a blocking `sendfile`
+/// under `SO_SNDTIMEO` waited 15 s past a 5 s setting on a client that stopped reading.
+/// The transfer fails with `TimedOut` once no byte has moved for `stall`.
+pub fn send_file(file: &mut File, socket: &TcpStream, stall: Duration) -> io::Result<u64> {
+    socket.set_nonblocking(true)?;
+    let result = send_file_nonblocking(file, socket, stall);
+    socket.set_nonblocking(false)?;
+    match result {
+        Err(Fallback) => copy_exact(file, &mut &*socket),
+        Ok(result) => result,
+    }
+}
+
+/// `sendfile` or `splice` is refused on this file or socket before any byte moved.
+struct Fallback;
+
+fn send_file_nonblocking(
+    file: &mut File,
+    socket: &TcpStream,
+    stall: Duration,
+) -> Result<io::Result<u64>, Fallback> {
     let mut sent = 0u64;
     loop {
-        // SAFETY: two descriptors borrowed for the call; a null offset makes the kernel use
-        // and advance the file's own offset, so a REST seek before this call is honoured.
-        let count = unsafe {
-            libc::sendfile(
-                socket.as_raw_fd(),
-                file.as_raw_fd(),
-                std::ptr::null_mut(),
-                SENDFILE_CHUNK,
-            )
-        };
-        match count {
-            0 => return Ok(sent),
-            count if count > 0 => sent += count as u64,
-            _ => {
-                let error = io::Error::last_os_error();
-                match error.raw_os_error() {
-                    Some(libc::EINTR) => continue,
-                    Some(libc::EINVAL | libc::ENOSYS) if sent == 0 => {
-                        return copy_exact(file, socket);
-                    }
-                    _ => return Err(error),
-                }
-            }
+        // No offset: the kernel uses and advances the file's own, so a REST seek counts.
+        match rustix::fs::sendfile(socket, &*file, None, SENDFILE_CHUNK) {
+            Ok(0) => return Ok(Ok(sent)),
+            Ok(count) => sent += count as u64,
+            Err(Errno::INTR) => {}
+            Err(Errno::AGAIN) => match wait_for(socket, Readiness::Writable, stall) {
+                Ok(true) => {}
+                Ok(false) => return Ok(Err(timed_out("the client stopped reading"))),
+                Err(error) => return Ok(Err(error)),
+            },
+            Err(Errno::INVAL | Errno::NOSYS) if sent == 0 => return Err(Fallback),
+            Err(error) => return Ok(Err(error.into())),
         }
     }
 }
 
 /// Pipe capacity asked for by [`receive_file`]: the default 1 MiB `pipe-max-size`.
-const PIPE_CAPACITY: libc::c_int = 1 << 20;
+const PIPE_CAPACITY: usize = 1 << 20;
 
 /// Receives `socket` until EOF into `file` at its current offset with `splice(2)` through a
 /// pipe (STOR in TYPE I): the socket's pages move into the pipe without a copy, so the
 /// server copies each byte once (into the page cache) instead of twice, which is what made
 /// STOR CPU-bound on a 2-core machine. Files opened for append, and systems that refuse
 /// `splice`, get [`copy_exact`]; bytes already in the pipe when the file refuses them are
-/// written the ordinary way, so nothing is lost whichever way it ends.
-pub fn receive_file(socket: &mut TcpStream, file: &mut File) -> io::Result<u64> {
-    // SAFETY: fcntl F_GETFL on a descriptor we borrow.
-    let flags = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_GETFL) };
-    if flags < 0 || flags & libc::O_APPEND != 0 {
-        return copy_exact(socket, file);
+/// written the ordinary way, so nothing is lost whichever way it ends. The socket is read
+/// non-blocking: the transfer fails with `TimedOut` once nothing has arrived for `stall`.
+pub fn receive_file(socket: &TcpStream, file: &mut File, stall: Duration) -> io::Result<u64> {
+    let appending =
+        rustix::fs::fcntl_getfl(&*file).map_or(true, |flags| flags.contains(OFlags::APPEND));
+    if appending {
+        return copy_exact(&mut &*socket, file);
     }
-    let Ok((pipe_out, pipe_in)) = pipe() else {
-        return copy_exact(socket, file);
+    let Ok((pipe_out, pipe_in)) = rustix::pipe::pipe_with(PipeFlags::CLOEXEC) else {
+        return copy_exact(&mut &*socket, file);
     };
-    // SAFETY: F_SETPIPE_SZ on our own pipe; a refusal leaves the default size, still correct.
-    unsafe { libc::fcntl(pipe_in.as_raw_fd(), libc::F_SETPIPE_SZ, PIPE_CAPACITY) };
+    // A refusal leaves the default size, which is still correct.
+    let _ = rustix::pipe::fcntl_setpipe_size(&pipe_in, PIPE_CAPACITY);
+    socket.set_nonblocking(true)?;
     let mut received = 0u64;
-    loop {
-        // SAFETY: descriptors borrowed for the call; null offsets use the socket as a stream.
-        let moved = unsafe {
-            libc::splice(
-                socket.as_raw_fd(),
-                std::ptr::null_mut(),
-                pipe_in.as_raw_fd(),
-                std::ptr::null_mut(),
-                PIPE_CAPACITY as usize,
-                libc::SPLICE_F_MOVE,
-            )
+    let outcome = loop {
+        let moved = match rustix::pipe::splice(
+            socket,
+            None,
+            &pipe_in,
+            None,
+            PIPE_CAPACITY,
+            SpliceFlags::MOVE | SpliceFlags::NONBLOCK,
+        ) {
+            Ok(0) => break Ok(received),
+            Ok(moved) => moved,
+            Err(Errno::INTR) => continue,
+            Err(Errno::AGAIN) => match wait_for(socket, Readiness::Readable, stall) {
+                Ok(true) => continue,
+                Ok(false) => break Err(timed_out("the client stopped sending")),
+                Err(error) => break Err(error),
+            },
+            Err(Errno::INVAL | Errno::NOSYS) if received == 0 => {
+                socket.set_nonblocking(false)?;
+                return copy_exact(&mut &*socket, file);
+            }
+            Err(error) => break Err(error.into()),
         };
-        let mut left = match moved {
-            0 => return Ok(received),
-            moved if moved > 0 => moved as usize,
-            _ => {
-                let error = io::Error::last_os_error();
-                match error.raw_os_error() {
-                    Some(libc::EINTR) => continue,
-                    Some(libc::EINVAL | libc::ENOSYS) if received == 0 => {
-                        return copy_exact(socket, file);
-                    }
-                    _ => return Err(error),
-                }
+        match drain_pipe(&pipe_out, file, moved) {
+            Ok(()) => received += moved as u64,
+            Err(error) if error.kind() == io::ErrorKind::Unsupported => {
+                received += moved as u64;
+                break Err(error);
             }
-        };
-        while left > 0 {
-            // SAFETY: as above; a null output offset writes at and advances the file offset.
-            let written = unsafe {
-                libc::splice(
-                    pipe_out.as_raw_fd(),
-                    std::ptr::null_mut(),
-                    file.as_raw_fd(),
-                    std::ptr::null_mut(),
-                    left,
-                    libc::SPLICE_F_MOVE,
-                )
-            };
-            if written > 0 {
-                left -= written as usize;
-                continue;
-            }
-            let error = io::Error::last_os_error();
-            match error.raw_os_error() {
-                Some(libc::EINTR) => {}
-                Some(libc::EINVAL | libc::ENOSYS) => {
-                    // The file refuses splice: empty the pipe by hand, then copy the rest.
-                    let mut pipe_reader = File::from(pipe_out);
-                    let mut pending = vec![0u8; left];
-                    pipe_reader.read_exact(&mut pending)?;
-                    file.write_all(&pending)?;
-                    let already = received + (moved as u64);
-                    return copy_exact(socket, file).map(|rest| already + rest);
-                }
-                _ => return Err(error),
-            }
+            Err(error) => break Err(error),
         }
-        received += moved as u64;
+    };
+    socket.set_nonblocking(false)?;
+    match outcome {
+        Err(error) if error.kind() == io::ErrorKind::Unsupported => {
+            // The file refused splice and the pipe was emptied by hand: copy the rest.
+            copy_exact(&mut &*socket, file).map(|rest| received + rest)
+        }
+        other => other,
     }
 }
 
-/// A close-on-exec pipe: (read end, write end).
-fn pipe() -> io::Result<(std::os::fd::OwnedFd, std::os::fd::OwnedFd)> {
-    use std::os::fd::FromRawFd;
-    let mut fds = [0 as libc::c_int; 2];
-    // SAFETY: pipe2 writes two descriptors into the array on success.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        return Err(io::Error::last_os_error());
+/// Moves `count` bytes from the pipe into `file`; if the file refuses splice, moves them by
+/// hand and answers `Unsupported` so the caller copies the rest the ordinary way. The
+/// bytes counted as received include these.
+fn drain_pipe(pipe_out: &OwnedFd, file: &mut File, count: usize) -> io::Result<()> {
+    let mut left = count;
+    while left > 0 {
+        match rustix::pipe::splice(pipe_out, None, &*file, None, left, SpliceFlags::MOVE) {
+            Ok(written) => left -= written,
+            Err(Errno::INTR) => {}
+            Err(Errno::INVAL | Errno::NOSYS) => {
+                let mut pending = vec![0u8; left];
+                File::from(pipe_out.try_clone()?).read_exact(&mut pending)?;
+                file.write_all(&pending)?;
+                return Err(io::Error::new(
+                    io::ErrorKind::Unsupported,
+                    "file refuses splice",
+                ));
+            }
+            Err(error) => return Err(error.into()),
+        }
     }
-    // SAFETY: both descriptors were just created and are owned by nobody else.
-    Ok(unsafe {
-        (
-            std::os::fd::OwnedFd::from_raw_fd(fds[0]),
-            std::os::fd::OwnedFd::from_raw_fd(fds[1]),
-        )
-    })
+    Ok(())
 }
 
 /// The size a file will have on the wire in TYPE A: its length plus one per bare LF.
@@ -254,6 +260,8 @@ impl Write for CountingSink {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const STALL: Duration = Duration::from_secs(10);
 
     /// A reader that hands out one byte at a time, to cross every chunk boundary.
     struct Trickle<'a>(&'a [u8]);
@@ -290,8 +298,8 @@ mod tests {
     fn sent_over_loopback(mut file: File) -> (u64, Vec<u8>) {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-        let (mut server, _) = listener.accept().unwrap();
-        let sender = std::thread::spawn(move || send_file(&mut file, &mut server).unwrap());
+        let (server, _) = listener.accept().unwrap();
+        let sender = std::thread::spawn(move || send_file(&mut file, &server, STALL).unwrap());
         let mut received = Vec::new();
         client.read_to_end(&mut received).unwrap();
         (sender.join().unwrap(), received)
@@ -325,13 +333,13 @@ mod tests {
     fn received_over_loopback(data: &[u8], file: &mut File) -> u64 {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-        let (mut server, _) = listener.accept().unwrap();
+        let (server, _) = listener.accept().unwrap();
         let owned = data.to_vec();
         let sender = std::thread::spawn(move || {
             client.write_all(&owned).unwrap();
             client.shutdown(std::net::Shutdown::Write).unwrap();
         });
-        let received = receive_file(&mut server, file).unwrap();
+        let received = receive_file(&server, file, STALL).unwrap();
         sender.join().unwrap();
         received
     }

@@ -3,8 +3,9 @@
 //! read-only. Passwords are only ever compared through the hash.
 
 use std::collections::HashMap;
-use std::path::Path;
-use std::sync::OnceLock;
+use std::path::{Path, PathBuf};
+use std::sync::{Condvar, Mutex, OnceLock};
+use std::time::Instant;
 
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::SaltString;
@@ -58,17 +59,22 @@ impl Users {
         path: &Path,
         anonymous: Option<Access>,
         default_access: Access,
-    ) -> Result<Users, String> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|error| format!("cannot read users file {}: {error}", path.display()))?;
-        let mut users = Users::parse(&text, default_access)
-            .map_err(|error| format!("{}: {error}", path.display()))?;
+    ) -> Result<Users, UsersError> {
+        let text = std::fs::read_to_string(path).map_err(|error| UsersError {
+            file: Some(path.to_owned()),
+            line: None,
+            problem: format!("cannot read it: {error}"),
+        })?;
+        let mut users = Users::parse(&text, default_access).map_err(|mut error| {
+            error.file = Some(path.to_owned());
+            error
+        })?;
         users.anonymous = anonymous;
         Ok(users)
     }
 
     /// Parses users-file text: blank lines and `#` comments are skipped.
-    pub fn parse(text: &str, default_access: Access) -> Result<Users, String> {
+    pub fn parse(text: &str, default_access: Access) -> Result<Users, UsersError> {
         let mut accounts = HashMap::new();
         for (index, line) in text.lines().enumerate() {
             let line = line.trim();
@@ -76,27 +82,29 @@ impl Users {
                 continue;
             }
             let number = index + 1;
+            let at_line = |problem: String| UsersError {
+                file: None,
+                line: Some(number),
+                problem,
+            };
             let fields: Vec<&str> = line.split(':').collect();
             let (name, hash) = match fields.as_slice() {
                 [name, hash, ..] if !name.is_empty() => (*name, *hash),
-                _ => return Err(format!("line {number}: expected name:hash[:rw|ro][:home]")),
+                _ => return Err(at_line("expected name:hash[:rw|ro][:home]".into())),
             };
-            PasswordHash::new(hash).map_err(|error| {
-                format!("line {number}: '{name}' has a bad password hash: {error}")
-            })?;
+            PasswordHash::new(hash)
+                .map_err(|error| at_line(format!("'{name}' has a bad password hash: {error}")))?;
             let access = match fields.get(2).copied() {
                 None | Some("") => default_access,
                 Some("rw") => Access::ReadWrite,
                 Some("ro") => Access::ReadOnly,
-                Some(other) => {
-                    return Err(format!("line {number}: access '{other}' is not rw or ro"))
-                }
+                Some(other) => return Err(at_line(format!("access '{other}' is not rw or ro"))),
             };
             let home = fields
                 .get(3)
                 .map_or("/", |home| if home.is_empty() { "/" } else { home });
             if fields.len() > 4 {
-                return Err(format!("line {number}: too many fields"));
+                return Err(at_line("too many fields".into()));
             }
             accounts.insert(
                 name.to_owned(),
@@ -111,6 +119,11 @@ impl Users {
             accounts,
             anonymous: None,
         })
+    }
+
+    /// True when logging in as `name` runs a password hash check (every name but anonymous).
+    pub fn needs_verification(&self, name: &str) -> bool {
+        !self.is_anonymous(name)
     }
 
     /// True when `name` logs in anonymously (and anonymous login is on).
@@ -143,6 +156,91 @@ impl Users {
             }),
             _ => None,
         }
+    }
+}
+
+/// A problem with the users file, located by file and line where known.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsersError {
+    /// The file, when it was read from one.
+    pub file: Option<PathBuf>,
+    /// The 1-based line, when the problem is on one.
+    pub line: Option<usize>,
+    /// What is wrong.
+    pub problem: String,
+}
+
+impl std::fmt::Display for UsersError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("users file")?;
+        if let Some(file) = &self.file {
+            write!(f, " {}", file.display())?;
+        }
+        if let Some(line) = self.line {
+            write!(f, " line {line}")?;
+        }
+        write!(f, ": {}", self.problem)
+    }
+}
+
+impl std::error::Error for UsersError {}
+
+/// Bounds how many argon2 verifications run at once. Each takes about 19 MiB for its
+/// duration; unbounded, a hundred parallel guessers cost gigabytes. Waiters give up at
+/// their own deadline (the login timeout).
+#[derive(Debug)]
+pub struct VerificationGate {
+    running: Mutex<usize>,
+    freed: Condvar,
+    max: usize,
+}
+
+/// A place in the [`VerificationGate`]; dropping it frees the place.
+pub struct GatePass<'a> {
+    gate: &'a VerificationGate,
+}
+
+impl VerificationGate {
+    /// A gate for `max` verifications at once (at least one).
+    pub fn new(max: usize) -> VerificationGate {
+        VerificationGate {
+            running: Mutex::new(0),
+            freed: Condvar::new(),
+            max: max.max(1),
+        }
+    }
+
+    /// Waits for a place until `deadline`; `None` if none came free in time.
+    pub fn enter(&self, deadline: Instant) -> Option<GatePass<'_>> {
+        let mut running = self
+            .running
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        while *running >= self.max {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return None;
+            }
+            running = self
+                .freed
+                .wait_timeout(running, left)
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .0;
+        }
+        *running += 1;
+        Some(GatePass { gate: self })
+    }
+}
+
+impl Drop for GatePass<'_> {
+    fn drop(&mut self) {
+        let mut running = self
+            .gate
+            .running
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        *running -= 1;
+        self.gate.freed.notify_one();
     }
 }
 
@@ -195,6 +293,17 @@ mod tests {
     }
 
     #[test]
+    fn the_gate_admits_at_most_its_size_and_waiters_time_out() {
+        let gate = VerificationGate::new(2);
+        let soon = Instant::now() + std::time::Duration::from_millis(50);
+        let first = gate.enter(soon).unwrap();
+        let _second = gate.enter(soon).unwrap();
+        assert!(gate.enter(soon).is_none());
+        drop(first);
+        assert!(gate.enter(Instant::now()).is_some());
+    }
+
+    #[test]
     fn anonymous_names() {
         let users = Users::anonymous_only(Access::ReadOnly);
         assert!(users.authenticate("ftp", "guest@").is_some());
@@ -204,9 +313,10 @@ mod tests {
 
     #[test]
     fn bad_lines_are_errors_naming_the_line() {
-        let error = Users::parse("alice\n", Access::ReadOnly).unwrap_err();
-        assert!(error.contains("line 1"), "{error}");
+        let error = Users::parse("# c\nalice\n", Access::ReadOnly).unwrap_err();
+        assert_eq!(error.line, Some(2));
+        assert!(error.to_string().contains("line 2"), "{error}");
         let error = Users::parse("alice:nothash\n", Access::ReadOnly).unwrap_err();
-        assert!(error.contains("alice"), "{error}");
+        assert!(error.problem.contains("alice"), "{error}");
     }
 }

@@ -1,0 +1,674 @@
+//! Session: one control connection, from the 220 greeting to QUIT. The run loop reads lines
+//! against a deadline and hands each command to one `match`; the work lives in rooms of its
+//! own: `files` (paths and names), `transfers` (data connections and the transfer thread),
+//! `listings` (what LIST, NLST and MLSD show).
+
+mod files;
+mod listings;
+mod transfers;
+
+use std::io::{BufRead, BufReader, ErrorKind};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::command::{self, Command, EpsvMode, ParseError, TransferType};
+use crate::config::Config;
+use crate::control::{read_line, Control, ControlReader, LineRead, PartialLine, MAX_LINE};
+use crate::data::DataPlan;
+use crate::jail::Jail;
+use crate::path::VirtualPath;
+use crate::registry::{shutting_down_reply, Registry};
+use crate::reply::{Code, Reply};
+use crate::tls::SharedTls;
+use crate::users::{Access, Identity, VerificationGate};
+use crate::xferlog::Xferlog;
+
+use listings::ListingStyle;
+use transfers::RunningTransfer;
+
+/// Failed PASS attempts before the connection is closed.
+pub const MAX_FAILED_LOGINS: u32 = 3;
+
+/// Stack for session and transfer threads.
+pub const THREAD_STACK_SIZE: usize = 256 * 1024;
+
+/// How often a session with a transfer running looks up from its read.
+const TRANSFER_POLL: Duration = Duration::from_secs(1);
+
+/// Verbs that mean someone is talking HTTP to us (a cross-protocol attack or a lost browser).
+const HTTP_VERBS: [&str; 6] = ["GET", "POST", "HEAD", "PUT", "OPTIONS", "CONNECT"];
+
+/// The features FEAT lists; every extension we implement.
+const FEATURES: [&str; 10] = [
+    " EPRT",
+    " EPSV",
+    " MDTM",
+    " MFMT",
+    " MLST type*;size*;modify*;perm*;unique*;",
+    " PASV",
+    " REST STREAM",
+    " SIZE",
+    " TVFS",
+    " UTF8",
+];
+
+/// What every session reads: the fixed settings, and beside them the live shared state.
+#[derive(Debug)]
+pub struct Context {
+    /// Settings, fixed at start-up.
+    pub config: Config,
+    /// The live sessions, for a graceful shutdown.
+    pub registry: Registry,
+    /// The transfer log, when one was asked for.
+    pub xferlog: Option<Xferlog>,
+    /// Bounds concurrent password checks.
+    pub verification: VerificationGate,
+}
+
+/// Where the login stands.
+enum Login {
+    AwaitingUser,
+    AwaitingPass { user: String },
+    LoggedIn { identity: Identity, jail: Arc<Jail> },
+}
+
+/// Where TLS protection stands (RFC 4217): the control connection, then PBSZ, then PROT.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Protection {
+    /// No TLS.
+    Clear,
+    /// AUTH TLS done; PBSZ not yet sent.
+    Secured,
+    /// PBSZ sent (or implicit TLS); data connections are private after PROT P.
+    Negotiated { private_data: bool },
+}
+
+/// What the main loop does after a command.
+enum Flow {
+    Continue,
+    Quit,
+}
+
+/// One client's session state.
+pub struct Session {
+    context: Arc<Context>,
+    control: Arc<Control>,
+    peer: SocketAddr,
+    local: SocketAddr,
+    login: Login,
+    failed_logins: u32,
+    cwd: VirtualPath,
+    transfer_type: TransferType,
+    data_plan: DataPlan,
+    epsv_all: bool,
+    /// REST's offset, for the next RETR or STOR.
+    restart_at: Option<u64>,
+    /// RNFR's path; any command but RNTO drops it.
+    rename_from: Option<VirtualPath>,
+    /// The transfer running on its own thread, if any: the one record that one is.
+    running: Option<RunningTransfer>,
+    /// Mirrors `running` for the registry, which lets a shutdown wait for transfers.
+    transferring: Arc<AtomicBool>,
+    connected_at: Instant,
+    /// When the last complete command other than NOOP or STAT arrived.
+    last_command: Instant,
+    protection: Protection,
+}
+
+/// A result whose error is already the reply to send.
+type Replied<T> = Result<T, Reply>;
+
+/// Serves one control connection until QUIT, EOF, a timeout or a failed write.
+/// With `implicit_tls`, the connection is TLS from its first byte (port 990 style).
+pub fn serve(stream: TcpStream, peer: SocketAddr, context: Arc<Context>, implicit_tls: bool) {
+    let connected_at = Instant::now();
+    let config = &context.config;
+    let local = stream.local_addr().unwrap_or(peer);
+    // A 150 and its 226 go out back to back; Nagle would hold the 226 for the client's
+    // delayed ACK (about 40 ms), which capped small-file transfers at ~25 files/s.
+    let _ = stream.set_nodelay(true);
+    let control = Arc::new(Control::new(stream, config.timeouts.stall));
+    let login_deadline = connected_at + config.timeouts.login;
+    let mut protection = Protection::Clear;
+    if implicit_tls {
+        let Some(settings) = config.tls.as_ref() else {
+            return;
+        };
+        match settings.handshake(control.socket(), login_deadline) {
+            Ok(connection) => {
+                control.secure(Arc::new(Mutex::new(connection)));
+                protection = Protection::Negotiated {
+                    private_data: false,
+                };
+            }
+            Err(error) => {
+                log::info!("{peer}: TLS handshake failed: {error}");
+                return;
+            }
+        }
+    }
+    let transferring = Arc::new(AtomicBool::new(false));
+    let registry_owner = Arc::clone(&context);
+    let _registration = registry_owner
+        .registry
+        .register(Arc::clone(&control), Arc::clone(&transferring));
+    let reader = ControlReader::new(Arc::clone(&control), login_deadline);
+    let mut session = Session {
+        context,
+        control,
+        peer,
+        local,
+        login: Login::AwaitingUser,
+        failed_logins: 0,
+        cwd: VirtualPath::root(),
+        transfer_type: TransferType::Image,
+        data_plan: DataPlan::None,
+        epsv_all: false,
+        restart_at: None,
+        rename_from: None,
+        running: None,
+        transferring,
+        connected_at,
+        last_command: connected_at,
+        protection,
+    };
+    session.run(BufReader::with_capacity(MAX_LINE, reader));
+}
+
+impl Session {
+    fn run(&mut self, mut reader: BufReader<ControlReader>) {
+        if self
+            .send(Reply::new(Code::ServiceReady, "ftpd ready"))
+            .is_err()
+        {
+            return;
+        }
+        let mut partial = PartialLine::default();
+        loop {
+            if self.context.registry.is_shutting_down() && self.running.is_none() {
+                let _ = self.send(shutting_down_reply());
+                break;
+            }
+            self.data_plan.expire(Instant::now());
+            let Some(wake) = self.next_wake() else {
+                let _ = self.send(self.timeout_reply());
+                break;
+            };
+            reader.get_mut().set_deadline(wake);
+            let line = match read_line(&mut reader, &mut partial) {
+                Ok(LineRead::Line(line)) => line,
+                Ok(LineRead::TooLong) => {
+                    self.finish_transfer();
+                    let too_long = Reply::new(Code::SyntaxError, "command line too long");
+                    if self.send(too_long).is_err() {
+                        break;
+                    }
+                    continue;
+                }
+                Ok(LineRead::Eof) => break,
+                // Deadlines are checked at the top of the loop.
+                Err(error)
+                    if matches!(error.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) =>
+                {
+                    continue
+                }
+                Err(_) => break,
+            };
+            let flow = match command::parse(&line) {
+                Ok(Command::Auth) => {
+                    self.finish_transfer();
+                    self.upgrade_to_tls(&mut reader)
+                }
+                Ok(command) => self.dispatch(command),
+                Err(ParseError::Unknown(verb)) if HTTP_VERBS.contains(&verb.as_str()) => {
+                    log::warn!("{}: HTTP request on the FTP port, closing", self.peer);
+                    Flow::Quit
+                }
+                Err(error) => {
+                    self.rename_from = None;
+                    self.finish_transfer();
+                    self.reply(error.reply())
+                }
+            };
+            if matches!(flow, Flow::Quit) {
+                break;
+            }
+        }
+        self.finish_transfer();
+    }
+
+    /// The session's own deadline: from the connection until login, from the last command
+    /// after; bytes that do not finish a line never move it.
+    fn deadline(&self) -> Instant {
+        let timeouts = &self.context.config.timeouts;
+        match self.login {
+            Login::LoggedIn { .. } => self.last_command + timeouts.idle,
+            _ => self.connected_at + timeouts.login,
+        }
+    }
+
+    /// When the next read must give up: the session's deadline, sooner while a transfer runs
+    /// (to notice its end) or a passive port waits (to close it on time); `None` once the
+    /// session's deadline has passed.
+    fn next_wake(&mut self) -> Option<Instant> {
+        let now = Instant::now();
+        if let Some(running) = &self.running {
+            if !running.is_finished() {
+                return Some(now + TRANSFER_POLL);
+            }
+            self.finish_transfer();
+        }
+        let deadline = self.deadline();
+        if deadline <= now {
+            return None;
+        }
+        Some(
+            self.data_plan
+                .expires()
+                .map_or(deadline, |expires| expires.min(deadline)),
+        )
+    }
+
+    fn timeout_reply(&self) -> Reply {
+        let text = match self.login {
+            Login::LoggedIn { .. } => "idle timeout, closing control connection",
+            _ => "login timeout, closing control connection",
+        };
+        Reply::new(Code::ServiceUnavailable, text)
+    }
+
+    /// Routes a command, with the rules for transfers in progress, pending renames and
+    /// login state.
+    fn dispatch(&mut self, command: Command) -> Flow {
+        // NOOP and STAT keep a connection open, not a session alive: idle clients are cut.
+        if !matches!(command, Command::Noop | Command::Stat(None)) {
+            self.last_command = Instant::now();
+        }
+        // RNTO must come right after RNFR (RFC 959): anything else drops the pending rename.
+        let rename_from = self.rename_from.take();
+        if self.running.is_some() {
+            match command {
+                Command::Abor => return self.abort_transfer(),
+                Command::Stat(None) => return self.reply(self.status()),
+                _ => self.finish_transfer(),
+            }
+        }
+        if self.context.config.tls_required()
+            && !self.control.is_secured()
+            && matches!(command, Command::User(_) | Command::Pass(_))
+        {
+            return self.reply(Reply::new(
+                Code::PolicyDenied,
+                "this server requires TLS: send AUTH TLS before logging in",
+            ));
+        }
+        if !command.allowed_before_login() && !matches!(self.login, Login::LoggedIn { .. }) {
+            return self.reply(Reply::new(
+                Code::NotLoggedIn,
+                "Please login with USER and PASS",
+            ));
+        }
+        match self.handle(command, rename_from) {
+            Ok(flow) => flow,
+            Err(reply) => self.reply(reply),
+        }
+    }
+
+    /// One arm a command: each names the room that does the work.
+    fn handle(&mut self, command: Command, rename_from: Option<VirtualPath>) -> Replied<Flow> {
+        let reply = match command {
+            Command::User(name) => self.user(name),
+            Command::Pass(secret) => return self.log_in(&secret.0),
+            Command::Acct => Reply::new(Code::Superfluous, "ACCT not needed"),
+            Command::Quit => {
+                let _ = self.send(Reply::new(Code::Closing, "Goodbye"));
+                return Ok(Flow::Quit);
+            }
+            Command::Noop => Reply::new(Code::Ok, "NOOP ok"),
+            Command::Syst => Reply::new(Code::SystemType, "UNIX Type: L8"),
+            Command::Feat => self.features(),
+            Command::Opts(option) => options(&option),
+            Command::Help => help(),
+            Command::Stat(None) => self.status(),
+            Command::Stat(Some(path)) => return self.stat_path(&path),
+            Command::Pwd => self.working_directory(),
+            Command::Cwd(path) => self.change_dir(self.cwd.resolve(&path))?,
+            Command::Cdup => self.change_dir(self.cwd.parent())?,
+            Command::Mkd(path) => self.make_dir(&path)?,
+            Command::Rmd(path) => self.remove_dir(&path)?,
+            Command::Dele(path) => self.delete(&path)?,
+            Command::Rnfr(path) => self.rename_from(&path)?,
+            Command::Rnto(path) => self.rename_to(rename_from, &path)?,
+            Command::Type(kind) => self.set_type(kind),
+            Command::Mode => Reply::new(Code::Ok, "Mode set to S"),
+            Command::Stru => Reply::new(Code::Ok, "Structure set to F"),
+            Command::Allo => Reply::new(Code::Superfluous, "ALLO not needed"),
+            Command::Pasv => self.passive(false)?,
+            Command::Epsv(EpsvMode::All) => self.extended_passive_only(),
+            Command::Epsv(EpsvMode::Open(protocol)) => self.extended_passive(protocol)?,
+            Command::Port(addr) | Command::Eprt(addr) => self.active(addr)?,
+            Command::List(path) => return self.listing(path.as_deref(), ListingStyle::Long),
+            Command::Nlst(path) => return self.listing(path.as_deref(), ListingStyle::Names),
+            Command::Mlsd(path) => return self.listing(path.as_deref(), ListingStyle::Facts),
+            Command::Mlst(path) => self.mlst(path.as_deref())?,
+            Command::Size(path) => self.size(&path)?,
+            Command::Mdtm(path) => self.modification_time(&path)?,
+            Command::Mfmt(time, path) => self.set_modification_time(time, &path)?,
+            Command::Retr(path) => return self.retrieve(&path),
+            Command::Stor(path) => return self.store(&path, crate::upload::StoreMode::Replace),
+            Command::Appe(path) => return self.store(&path, crate::upload::StoreMode::Append),
+            Command::Stou => return self.store(b"", crate::upload::StoreMode::Unique),
+            Command::Rest(offset) => self.restart(offset),
+            Command::Abor => self.abort_idle(),
+            // The main loop secures the connection itself; this is a repeated AUTH.
+            Command::Auth => Reply::new(Code::BadSequence, "TLS is already on"),
+            Command::Pbsz => self.protection_buffer()?,
+            Command::Prot(private) => self.protection_level(private)?,
+            Command::Ccc => Reply::new(
+                Code::NotImplemented,
+                "CCC not supported: the control connection stays encrypted",
+            ),
+        };
+        Ok(self.reply(reply))
+    }
+
+    fn user(&mut self, name: String) -> Reply {
+        self.login = Login::AwaitingPass { user: name };
+        Reply::new(Code::NeedPassword, "Password required")
+    }
+
+    fn features(&self) -> Reply {
+        let tls_features = [" AUTH TLS", " PBSZ", " PROT"];
+        let offered = FEATURES
+            .iter()
+            .chain(
+                tls_features
+                    .iter()
+                    .filter(|_| self.context.config.tls.is_some()),
+            )
+            .map(|feature| feature.as_bytes().to_vec())
+            .collect();
+        Reply::multi(Code::SystemStatus, "Features:", offered, "End")
+    }
+
+    fn set_type(&mut self, kind: TransferType) -> Reply {
+        self.transfer_type = kind;
+        match kind {
+            TransferType::Ascii => Reply::new(Code::Ok, "Type set to A"),
+            TransferType::Image => Reply::new(Code::Ok, "Type set to I"),
+        }
+    }
+
+    fn restart(&mut self, offset: u64) -> Reply {
+        self.restart_at = Some(offset);
+        Reply::new(
+            Code::PendingFurtherInfo,
+            format!("Restarting at {offset}. Send STOR or RETR"),
+        )
+    }
+
+    fn protection_buffer(&mut self) -> Replied<Reply> {
+        match self.protection {
+            Protection::Clear => Err(Reply::new(Code::BadSequence, "PBSZ needs AUTH TLS first")),
+            Protection::Secured => {
+                self.protection = Protection::Negotiated {
+                    private_data: false,
+                };
+                Ok(Reply::new(Code::Ok, "PBSZ=0"))
+            }
+            Protection::Negotiated { .. } => Ok(Reply::new(Code::Ok, "PBSZ=0")),
+        }
+    }
+
+    fn protection_level(&mut self, private: bool) -> Replied<Reply> {
+        if !matches!(self.protection, Protection::Negotiated { .. }) {
+            return Err(Reply::new(
+                Code::BadSequence,
+                "PROT needs AUTH TLS and PBSZ first",
+            ));
+        }
+        if !private && self.context.config.tls_required() {
+            return Err(Reply::new(
+                Code::PolicyDenied,
+                "this server requires PROT P",
+            ));
+        }
+        self.protection = Protection::Negotiated {
+            private_data: private,
+        };
+        Ok(Reply::new(
+            Code::Ok,
+            if private {
+                "Protection level set to P"
+            } else {
+                "Protection level set to C"
+            },
+        ))
+    }
+
+    /// True when data connections run over TLS (PROT P).
+    fn private_data(&self) -> bool {
+        matches!(
+            self.protection,
+            Protection::Negotiated { private_data: true }
+        )
+    }
+
+    /// AUTH TLS: answer 234 in the clear, throw away anything the client sent after the
+    /// AUTH line (it must not run as if it had been encrypted), then handshake within the
+    /// login deadline (or, once logged in, the idle one).
+    fn upgrade_to_tls(&mut self, reader: &mut BufReader<ControlReader>) -> Flow {
+        self.rename_from = None;
+        let Some(settings) = self.context.config.tls.as_ref() else {
+            return self.reply(Reply::new(
+                Code::NotImplemented,
+                "TLS is not configured on this server",
+            ));
+        };
+        if self.control.is_secured() {
+            return self.reply(Reply::new(Code::BadSequence, "TLS is already on"));
+        }
+        if self
+            .send(Reply::new(Code::AuthOk, "AUTH TLS ok, start the handshake"))
+            .is_err()
+        {
+            return Flow::Quit;
+        }
+        let discarded = reader.buffer().len();
+        reader.consume(discarded);
+        if discarded > 0 {
+            log::warn!(
+                "{}: discarded {discarded} plaintext bytes sent after AUTH TLS",
+                self.peer
+            );
+        }
+        match settings.handshake(self.control.socket(), self.deadline()) {
+            Ok(connection) => {
+                let shared: SharedTls = Arc::new(Mutex::new(connection));
+                self.control.secure(shared);
+                self.protection = Protection::Secured;
+                Flow::Continue
+            }
+            Err(error) => {
+                log::info!("{}: TLS handshake failed: {error}", self.peer);
+                Flow::Quit
+            }
+        }
+    }
+
+    fn send(&self, reply: Reply) -> std::io::Result<()> {
+        self.control.send(&reply)
+    }
+
+    /// Sends a reply; a control connection we cannot write to ends the session.
+    fn reply(&self, reply: Reply) -> Flow {
+        match self.send(reply) {
+            Ok(()) => Flow::Continue,
+            Err(_) => Flow::Quit,
+        }
+    }
+
+    fn log_in(&mut self, password: &str) -> Replied<Flow> {
+        let user = match std::mem::replace(&mut self.login, Login::AwaitingUser) {
+            Login::AwaitingPass { user } => user,
+            logged_in @ Login::LoggedIn { .. } => {
+                self.login = logged_in;
+                return Err(Reply::new(Code::BadSequence, "already logged in"));
+            }
+            Login::AwaitingUser => return Err(Reply::new(Code::BadSequence, "send USER first")),
+        };
+        let context = Arc::clone(&self.context);
+        let users = &context.config.users;
+        // Each hash check costs ~19 MiB while it runs: at most a few at once, the rest wait
+        // within their own login deadline.
+        let pass = if users.needs_verification(&user) {
+            match context.verification.enter(self.deadline()) {
+                Some(pass) => Some(pass),
+                None => {
+                    let _ = self.send(self.timeout_reply());
+                    return Ok(Flow::Quit);
+                }
+            }
+        } else {
+            None
+        };
+        let identity = users.authenticate(&user, password);
+        drop(pass);
+        let jail = identity.as_ref().map(|identity| {
+            let home = VirtualPath::root().resolve(identity.home.as_bytes());
+            if home.is_root() {
+                Ok(Arc::clone(&context.config.jail))
+            } else {
+                context.config.jail.subdirectory(&home).map(Arc::new)
+            }
+        });
+        match (identity, jail) {
+            (Some(identity), Some(Ok(jail))) => {
+                log::info!("{}: {} logged in", self.peer, identity.name);
+                let text = match identity.access {
+                    Access::ReadWrite => "Login successful",
+                    Access::ReadOnly => "Login successful (read-only)",
+                };
+                self.login = Login::LoggedIn { identity, jail };
+                self.cwd = VirtualPath::root();
+                self.last_command = Instant::now();
+                Ok(self.reply(Reply::new(Code::LoggedIn, text)))
+            }
+            (Some(identity), Some(Err(error))) => {
+                log::error!("{}: home of {} unusable: {error}", self.peer, identity.name);
+                Err(Reply::new(Code::NotLoggedIn, "home directory unavailable"))
+            }
+            _ => {
+                self.failed_logins += 1;
+                log::warn!(
+                    "{}: failed login for {user:?} (attempt {})",
+                    self.peer,
+                    self.failed_logins
+                );
+                if self.failed_logins >= MAX_FAILED_LOGINS {
+                    let _ = self.send(Reply::new(
+                        Code::ServiceUnavailable,
+                        "too many failed logins, closing",
+                    ));
+                    return Ok(Flow::Quit);
+                }
+                // Slow down guessing, a second more each time; only this session waits.
+                std::thread::sleep(Duration::from_secs(u64::from(self.failed_logins)));
+                Err(Reply::new(Code::NotLoggedIn, "Login incorrect"))
+            }
+        }
+    }
+
+    fn identity(&self) -> Option<&Identity> {
+        match &self.login {
+            Login::LoggedIn { identity, .. } => Some(identity),
+            _ => None,
+        }
+    }
+
+    fn jail(&self) -> Arc<Jail> {
+        match &self.login {
+            Login::LoggedIn { jail, .. } => Arc::clone(jail),
+            // dispatch() refuses file commands before login.
+            _ => Arc::clone(&self.context.config.jail),
+        }
+    }
+
+    fn can_write(&self) -> bool {
+        self.identity()
+            .is_some_and(|identity| identity.access == Access::ReadWrite)
+    }
+
+    fn readable(&self, argument: &[u8]) -> (Arc<Jail>, VirtualPath) {
+        (self.jail(), self.cwd.resolve(argument))
+    }
+
+    fn writable(&self, argument: &[u8]) -> Replied<(Arc<Jail>, VirtualPath)> {
+        if !self.can_write() {
+            return Err(Reply::new(
+                Code::FileUnavailable,
+                "permission denied: this login is read-only",
+            ));
+        }
+        Ok(self.readable(argument))
+    }
+
+    fn status(&self) -> Reply {
+        let mut lines = vec![format!(" connected from {}", self.peer).into_bytes()];
+        match self.identity() {
+            Some(identity) => lines.push(format!(" logged in as {}", identity.name).into_bytes()),
+            None => lines.push(b" not logged in".to_vec()),
+        }
+        lines.push(
+            match self.transfer_type {
+                TransferType::Ascii => " TYPE: ASCII",
+                TransferType::Image => " TYPE: BINARY",
+            }
+            .as_bytes()
+            .to_vec(),
+        );
+        match &self.running {
+            Some(running) => {
+                lines.push(format!(" transfer in progress: {}", running.what()).into_bytes())
+            }
+            None => lines.push(b" no transfer in progress".to_vec()),
+        }
+        Reply::multi(
+            Code::SystemStatus,
+            "FTP server status:",
+            lines,
+            "End of status",
+        )
+    }
+}
+
+/// OPTS: UTF8 is always on; MLST facts are fixed.
+fn options(option: &str) -> Reply {
+    let upper = option.to_ascii_uppercase();
+    if upper == "UTF8 ON" || upper == "UTF8" {
+        Reply::new(Code::Ok, "Always in UTF8 mode")
+    } else if upper.starts_with("MLST") {
+        Reply::new(Code::Ok, "MLST OPTS type;size;modify;perm;unique;")
+    } else {
+        Reply::new(
+            Code::BadArguments,
+            format!("option '{option}' not understood"),
+        )
+    }
+}
+
+fn help() -> Reply {
+    Reply::multi(
+        Code::Help,
+        "The following commands are recognized:",
+        vec![
+            b" ABOR ACCT ALLO APPE CDUP CWD  DELE EPRT EPSV FEAT HELP LIST MDTM MFMT".to_vec(),
+            b" MKD  MLSD MLST MODE NLST NOOP OPTS PASS PASV PORT PWD  QUIT REST RETR".to_vec(),
+            b" RMD  RNFR RNTO SIZE STAT STOR STOU STRU SYST TYPE USER XCUP XCWD XMKD".to_vec(),
+            b" XPWD XRMD".to_vec(),
+        ],
+        "Help OK",
+    )
+}

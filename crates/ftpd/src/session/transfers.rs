@@ -1,0 +1,583 @@
+//! Transfers: data connections (PASV/EPSV/PORT/EPRT), and the commands that use one (LIST,
+//! NLST, MLSD, RETR, STOR, APPE, STOU). Everything that can fail with a `550` or `425` fails
+//! before the `150`; the work then runs on a transfer thread that sends the final reply
+//! itself, so ABOR and STAT are heard meanwhile.
+
+use std::io::{self, BufWriter, ErrorKind, Write};
+use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use super::listings::{self, ListingStyle};
+use super::{Context, Flow, Replied, Session, THREAD_STACK_SIZE};
+use crate::command::TransferType;
+use crate::control::Control;
+use crate::data::{self, DataPlan, DataStream};
+use crate::registry::shutting_down_reply;
+use crate::reply::{fs_error, Code, Reply};
+use crate::tls::DataTlsError;
+use crate::transfer;
+use crate::upload::{StoreMode, Upload};
+use crate::xferlog::{Outcome, TransferRecord};
+
+/// A transfer running on its own thread.
+#[derive(Debug)]
+pub(super) struct RunningTransfer {
+    thread: JoinHandle<()>,
+    aborted: Arc<AtomicBool>,
+    /// A handle on the data connection, so ABOR can shut it down.
+    data: TcpStream,
+    what: String,
+}
+
+impl RunningTransfer {
+    /// True once the thread has sent its final reply.
+    pub(super) fn is_finished(&self) -> bool {
+        self.thread.is_finished()
+    }
+
+    /// What it moves, for STAT.
+    pub(super) fn what(&self) -> &str {
+        &self.what
+    }
+}
+
+/// How a transfer ended, and so its final reply.
+#[derive(Debug)]
+enum TransferEnd {
+    Complete(String),
+    Aborted,
+    Broken(String),
+    Local(Reply),
+}
+
+impl TransferEnd {
+    fn from_network(result: io::Result<u64>, done: &str) -> (TransferEnd, u64) {
+        match result {
+            Ok(bytes) => (TransferEnd::Complete(done.to_owned()), bytes),
+            Err(error) => (TransferEnd::Broken(error.to_string()), 0),
+        }
+    }
+
+    fn from_upload_error(error: &io::Error) -> TransferEnd {
+        match error.kind() {
+            ErrorKind::StorageFull => TransferEnd::Local(Reply::new(
+                Code::InsufficientStorage,
+                "insufficient storage space; upload discarded",
+            )),
+            ErrorKind::FileTooLarge => TransferEnd::Local(Reply::new(
+                Code::ExceededStorage,
+                "file too large; upload discarded",
+            )),
+            _ => TransferEnd::Broken(error.to_string()),
+        }
+    }
+
+    fn reply(&self) -> Reply {
+        match self {
+            TransferEnd::Complete(text) => Reply::new(Code::TransferComplete, text.clone()),
+            TransferEnd::Aborted => {
+                Reply::new(Code::TransferAborted, "Connection closed; transfer aborted")
+            }
+            TransferEnd::Broken(why) => Reply::new(
+                Code::TransferAborted,
+                format!("Connection closed; transfer aborted: {why}"),
+            ),
+            TransferEnd::Local(reply) => reply.clone(),
+        }
+    }
+
+    /// The plain value the transfer log records.
+    fn outcome(&self) -> Outcome {
+        match self {
+            TransferEnd::Complete(_) => Outcome::Complete,
+            TransferEnd::Aborted => Outcome::Aborted,
+            TransferEnd::Broken(why) => Outcome::Broken(why.clone()),
+            TransferEnd::Local(reply) => Outcome::Failed(
+                String::from_utf8_lossy(&reply.to_bytes())
+                    .trim_end()
+                    .to_owned(),
+            ),
+        }
+    }
+}
+
+impl Session {
+    pub(super) fn extended_passive_only(&mut self) -> Reply {
+        self.epsv_all = true;
+        Reply::new(Code::Ok, "EPSV ALL ok")
+    }
+
+    pub(super) fn extended_passive(&mut self, protocol: Option<u8>) -> Replied<Reply> {
+        let local = self.local.ip();
+        let wanted = if local.is_ipv4() || data::canonical(local).is_ipv4() {
+            1
+        } else {
+            2
+        };
+        if protocol.is_some_and(|protocol| protocol != wanted) {
+            return Err(Reply::new(
+                Code::ProtocolNotSupported,
+                format!("Network protocol not supported, use ({wanted})"),
+            ));
+        }
+        self.passive(true)
+    }
+
+    /// PASV and EPSV: a listener that only the control peer may connect to, closed if
+    /// nobody does within the data timeout.
+    pub(super) fn passive(&mut self, extended: bool) -> Replied<Reply> {
+        if self.epsv_all && !extended {
+            return Err(Reply::new(
+                Code::BadSequence,
+                "EPSV ALL in effect: use EPSV",
+            ));
+        }
+        // A new PASV replaces the last listener: its port is freed first.
+        self.data_plan = DataPlan::None;
+        let config = &self.context.config;
+        let local_ip = data::canonical(self.local.ip());
+        let cannot = |error: io::Error| {
+            Reply::new(
+                Code::CantOpenData,
+                format!("cannot open passive port: {error}"),
+            )
+        };
+        let listener =
+            data::listen_passive(local_ip, config.passive_ports.as_ref()).map_err(cannot)?;
+        let port = listener.local_addr().map_err(cannot)?.port();
+        let advertised = config.passive_address.unwrap_or(local_ip);
+        let reply = if extended {
+            Reply::new(
+                Code::ExtendedPassiveMode,
+                format!("Entering Extended Passive Mode (|||{port}|)"),
+            )
+        } else {
+            let IpAddr::V4(v4) = advertised else {
+                return Err(Reply::new(Code::CantOpenData, "PASV needs IPv4: use EPSV"));
+            };
+            let [a, b, c, d] = v4.octets();
+            Reply::new(
+                Code::PassiveMode,
+                format!(
+                    "Entering Passive Mode ({a},{b},{c},{d},{},{})",
+                    port >> 8,
+                    port & 0xFF
+                ),
+            )
+        };
+        self.data_plan = DataPlan::Passive {
+            listener,
+            expires: Instant::now() + config.timeouts.data,
+        };
+        Ok(reply)
+    }
+
+    pub(super) fn active(&mut self, addr: SocketAddr) -> Replied<Reply> {
+        if self.epsv_all {
+            return Err(Reply::new(
+                Code::BadSequence,
+                "EPSV ALL in effect: use EPSV",
+            ));
+        }
+        let own = data::canonical(self.peer.ip());
+        if data::canonical(addr.ip()) != own && !self.context.config.allow_fxp {
+            return Err(Reply::new(
+                Code::ParameterNotImplemented,
+                format!(
+                    "active mode only to your own address {}, not {}",
+                    self.peer.ip(),
+                    addr.ip()
+                ),
+            ));
+        }
+        if addr.port() < 1024 {
+            return Err(Reply::new(
+                Code::ParameterNotImplemented,
+                format!(
+                    "active mode to port {} refused: use 1024 or above",
+                    addr.port()
+                ),
+            ));
+        }
+        self.data_plan = DataPlan::Active(addr);
+        Ok(Reply::new(Code::Ok, "PORT command successful"))
+    }
+
+    /// ABOR with no transfer running: forgets any data connection set up for one.
+    pub(super) fn abort_idle(&mut self) -> Reply {
+        self.data_plan = DataPlan::None;
+        Reply::new(Code::NoTransfer, "No transfer to abort")
+    }
+
+    /// The data connection for the next transfer (one use per PASV/PORT).
+    fn open_data(&mut self) -> Replied<TcpStream> {
+        let config = &self.context.config;
+        if config.tls_required() && !self.private_data() {
+            return Err(Reply::new(
+                Code::ProtocolNotSupported,
+                "this server requires protected data connections: send PBSZ 0 and PROT P",
+            ));
+        }
+        let stream = match std::mem::take(&mut self.data_plan) {
+            DataPlan::None => {
+                return Err(Reply::new(
+                    Code::CantOpenData,
+                    "use PASV, EPSV, PORT or EPRT first",
+                ))
+            }
+            DataPlan::Passive { listener, .. } => {
+                data::accept_from(&listener, self.peer.ip(), config.timeouts.data)
+            }
+            DataPlan::Active(addr) => data::connect_to(addr, config.timeouts.data),
+        };
+        let stream = stream.map_err(|error| {
+            Reply::new(
+                Code::CantOpenData,
+                format!("cannot open data connection: {error}"),
+            )
+        })?;
+        let _ = stream.set_read_timeout(Some(config.timeouts.stall));
+        let _ = stream.set_write_timeout(Some(config.timeouts.stall));
+        Ok(stream)
+    }
+
+    /// LIST, NLST and MLSD. The names are chosen (and sorted) before the `150`.
+    pub(super) fn listing(
+        &mut self,
+        argument: Option<&[u8]>,
+        style: ListingStyle,
+    ) -> Replied<Flow> {
+        let jail = self.jail();
+        let argument = argument.unwrap_or(b"");
+        let globbing = style != ListingStyle::Facts;
+        let selection = listings::select(&jail, &self.cwd, argument, globbing)?;
+        let target = self.cwd.resolve(argument);
+        if style == ListingStyle::Facts && matches!(selection, listings::Selection::Single { .. }) {
+            return Err(Reply::new(
+                Code::FileUnavailable,
+                format!("{}: not a directory", target.display()),
+            ));
+        }
+        let writable = self.can_write();
+        let data = self.open_data()?;
+        self.send_or_fail(Reply::new(
+            Code::OpeningData,
+            "Here comes the directory listing",
+        ))?;
+        let verb = match style {
+            ListingStyle::Long => "LIST",
+            ListingStyle::Names => "NLST",
+            ListingStyle::Facts => "MLSD",
+        };
+        let record = self.record(verb, &target, false);
+        self.start_transfer(data, record, move |data, _aborted, _stall| {
+            let mut out = BufWriter::with_capacity(64 * 1024, data);
+            let mut write_line = |line: &[u8]| {
+                out.write_all(line)?;
+                out.write_all(b"\r\n")
+            };
+            let result = selection
+                .write(&jail, style, writable, &mut write_line)
+                .and_then(|sent| out.flush().map(|()| sent));
+            TransferEnd::from_network(result, "Directory send OK")
+        });
+        Ok(Flow::Continue)
+    }
+
+    pub(super) fn retrieve(&mut self, argument: &[u8]) -> Replied<Flow> {
+        let offset = self.restart_at.take().unwrap_or(0);
+        let (jail, target) = self.readable(argument);
+        let (mut file, length) = jail
+            .open_read_at(&target, offset)
+            .map_err(|error| fs_error(&error, &target))?;
+        let data = self.open_data()?;
+        let kind = self.transfer_type;
+        let mode = if kind == TransferType::Ascii {
+            "ASCII"
+        } else {
+            "BINARY"
+        };
+        self.send_or_fail(Reply::new(
+            Code::OpeningData,
+            format!(
+                "Opening {mode} mode data connection for {} ({length} bytes)",
+                target.display()
+            ),
+        ))?;
+        let record = self.record("RETR", &target, false);
+        self.start_transfer(data, record, move |data, _aborted, stall| {
+            let sent = match (kind, data) {
+                // File to socket in the clear: sendfile, no copy through user space.
+                (TransferType::Image, DataStream::Plain(socket)) => {
+                    transfer::send_file(&mut file, socket, stall)
+                }
+                (TransferType::Image, data) => io::copy(&mut file, data),
+                (TransferType::Ascii, data) => transfer::copy_to_crlf(&mut file, data),
+            };
+            TransferEnd::from_network(sent, "Transfer complete")
+        });
+        Ok(Flow::Continue)
+    }
+
+    pub(super) fn store(&mut self, argument: &[u8], mode: StoreMode) -> Replied<Flow> {
+        let offset = self.restart_at.take().unwrap_or(0);
+        if !self.can_write() {
+            return Err(Reply::new(
+                Code::FileUnavailable,
+                "permission denied: this login is read-only",
+            ));
+        }
+        let jail = self.jail();
+        let target = match mode {
+            StoreMode::Unique => self.cwd.clone(),
+            _ => self.cwd.resolve(argument),
+        };
+        if mode != StoreMode::Unique && target.is_root() {
+            return Err(Reply::new(
+                Code::NameNotAllowed,
+                "cannot store over a directory",
+            ));
+        }
+        let upload = Upload::open(&jail, &target, mode, offset)
+            .map_err(|error| fs_error(&error, &target))?;
+        let data = match self.open_data() {
+            Ok(data) => data,
+            Err(reply) => {
+                upload.discard(&jail);
+                return Err(reply);
+            }
+        };
+        let shown = upload.final_path.display();
+        let opening = match mode {
+            StoreMode::Unique => format!(
+                "FILE: {}",
+                upload
+                    .final_path
+                    .file_name()
+                    .map_or(shown.clone(), |name| name.to_string_lossy().into_owned())
+            ),
+            _ => format!("Ok to send data for {shown}"),
+        };
+        if let Err(reply) = self.send_or_fail(Reply::new(Code::OpeningData, opening)) {
+            upload.discard(&jail);
+            return Err(reply);
+        }
+        let kind = self.transfer_type;
+        let control = Arc::clone(&self.control);
+        let record = self.record(mode.verb(), &upload.final_path, true);
+        self.start_transfer(data, record, move |data, aborted, stall| {
+            let mut upload = upload;
+            let received = match (kind, data) {
+                // Socket to file in the clear: splice, one copy instead of two.
+                (TransferType::Image, DataStream::Plain(socket)) => {
+                    transfer::receive_file(socket, &mut upload.file, stall)
+                }
+                (TransferType::Image, data) => transfer::copy_exact(data, &mut upload.file),
+                (TransferType::Ascii, data) => transfer::copy_from_crlf(data, &mut upload.file),
+            };
+            let received = received.and_then(|count| {
+                // An EOF on the data connection also happens when the client dies or ABOR
+                // shuts it down: only a live client's EOF ends a complete upload.
+                if aborted.load(Ordering::Acquire) {
+                    return Err(io::Error::new(ErrorKind::Interrupted, "aborted"));
+                }
+                if control.peer_has_closed() {
+                    return Err(io::Error::new(
+                        ErrorKind::ConnectionAborted,
+                        "client left during upload",
+                    ));
+                }
+                Ok(count)
+            });
+            match received {
+                Ok(count) => match upload.commit(&jail) {
+                    Ok(()) => (
+                        TransferEnd::Complete(format!("Transfer complete: {shown}")),
+                        count,
+                    ),
+                    Err(error) => (TransferEnd::Local(fs_error(&error, &upload.final_path)), 0),
+                },
+                Err(error) => {
+                    upload.discard(&jail);
+                    (TransferEnd::from_upload_error(&error), 0)
+                }
+            }
+        });
+        Ok(Flow::Continue)
+    }
+
+    /// Sends a preliminary reply, turning a dead control connection into an error.
+    fn send_or_fail(&self, reply: Reply) -> Replied<()> {
+        self.send(reply).map_err(|error| {
+            Reply::new(
+                Code::ServiceUnavailable,
+                format!("control connection failed: {error}"),
+            )
+        })
+    }
+
+    /// What the logs will say about a transfer of `path` by this session's user.
+    fn record(
+        &self,
+        verb: &'static str,
+        path: &crate::path::VirtualPath,
+        incoming: bool,
+    ) -> TransferRecord {
+        let (user, anonymous) = match self.identity() {
+            Some(identity) => (identity.name.clone(), identity.name == "anonymous"),
+            None => (String::from("-"), true),
+        };
+        TransferRecord {
+            verb,
+            path: path.display(),
+            incoming,
+            ascii: self.transfer_type == TransferType::Ascii,
+            user,
+            anonymous,
+        }
+    }
+
+    /// Runs `work` on a transfer thread that sends the final reply itself, then logs it.
+    fn start_transfer<F>(&mut self, data: TcpStream, record: TransferRecord, work: F)
+    where
+        F: FnOnce(&mut DataStream, &AtomicBool, std::time::Duration) -> (TransferEnd, u64)
+            + Send
+            + 'static,
+    {
+        let aborted = Arc::new(AtomicBool::new(false));
+        // ABOR shuts the connection down through this handle.
+        let data_handle = match data.try_clone() {
+            Ok(handle) => handle,
+            Err(error) => {
+                let _ = self.send(Reply::new(
+                    Code::CantOpenData,
+                    format!("data connection unusable: {error}"),
+                ));
+                return;
+            }
+        };
+        let job = TransferJob {
+            control: Arc::clone(&self.control),
+            context: Arc::clone(&self.context),
+            aborted: Arc::clone(&aborted),
+            transferring: Arc::clone(&self.transferring),
+            peer: self.peer,
+            private: self.private_data(),
+            record,
+        };
+        let what = format!("{} {}", job.record.verb, job.record.path);
+        self.transferring.store(true, Ordering::Release);
+        let spawned = std::thread::Builder::new()
+            .stack_size(THREAD_STACK_SIZE)
+            .spawn(move || job.run(data, work));
+        match spawned {
+            Ok(thread) => {
+                self.running = Some(RunningTransfer {
+                    thread,
+                    aborted,
+                    data: data_handle,
+                    what,
+                })
+            }
+            Err(error) => {
+                self.transferring.store(false, Ordering::Release);
+                log::error!("{}: cannot start transfer thread: {error}", self.peer);
+                let _ = data_handle.shutdown(std::net::Shutdown::Both);
+                let _ = self.send(Reply::new(Code::LocalError, "server busy, try again"));
+            }
+        }
+    }
+
+    /// Waits for the running transfer (if any) to send its final reply.
+    pub(super) fn finish_transfer(&mut self) {
+        if let Some(running) = self.running.take() {
+            let _ = running.thread.join();
+            // The end of a transfer counts as activity, however long it took.
+            self.last_command = Instant::now();
+        }
+    }
+
+    /// ABOR during a transfer: stop it (its thread replies 426), then 226.
+    pub(super) fn abort_transfer(&mut self) -> Flow {
+        let Some(running) = self.running.take() else {
+            return self.reply(Reply::new(Code::NoTransfer, "No transfer to abort"));
+        };
+        if running.thread.is_finished() {
+            let _ = running.thread.join();
+            return self.reply(Reply::new(Code::NoTransfer, "No transfer to abort"));
+        }
+        running.aborted.store(true, Ordering::Release);
+        let _ = running.data.shutdown(std::net::Shutdown::Both);
+        let _ = running.thread.join();
+        self.reply(Reply::new(Code::TransferComplete, "ABOR successful"))
+    }
+}
+
+/// Everything a transfer thread needs, moved onto it.
+struct TransferJob {
+    control: Arc<Control>,
+    context: Arc<Context>,
+    aborted: Arc<AtomicBool>,
+    transferring: Arc<AtomicBool>,
+    peer: SocketAddr,
+    /// PROT P: handshake on the data connection first.
+    private: bool,
+    record: TransferRecord,
+}
+
+impl TransferJob {
+    fn run<F>(self, data: TcpStream, work: F)
+    where
+        F: FnOnce(&mut DataStream, &AtomicBool, std::time::Duration) -> (TransferEnd, u64),
+    {
+        let started = Instant::now();
+        let config = &self.context.config;
+        let stall = config.timeouts.stall;
+        let secured = match config.tls.as_ref().filter(|_| self.private) {
+            None => Ok(DataStream::Plain(data)),
+            Some(settings) => settings
+                .secure_data(data, self.record.incoming, started + stall)
+                .map(|stream| DataStream::Tls(Box::new(stream))),
+        };
+        let (end, bytes) = match secured {
+            Ok(mut data) => {
+                let (end, bytes) = work(&mut data, &self.aborted, stall);
+                let _ = data.finish();
+                data.close();
+                (end, bytes)
+            }
+            Err(DataTlsError::NotResumed) => (
+                TransferEnd::Local(Reply::new(
+                    Code::ProtocolNotSupported,
+                    format!("TLS session reuse required: {}", DataTlsError::NotResumed),
+                )),
+                0,
+            ),
+            Err(error) => (
+                TransferEnd::Broken(format!("TLS on the data connection failed: {error}")),
+                0,
+            ),
+        };
+        let end =
+            if self.aborted.load(Ordering::Acquire) && !matches!(end, TransferEnd::Complete(_)) {
+                TransferEnd::Aborted
+            } else {
+                end
+            };
+        let _ = self.control.send(&end.reply());
+        self.record.log(
+            self.context.xferlog.as_ref(),
+            self.peer,
+            &end.outcome(),
+            bytes,
+            started.elapsed(),
+        );
+        self.transferring.store(false, Ordering::Release);
+        if self.context.registry.is_shutting_down() {
+            self.control.close_with(&shutting_down_reply());
+        }
+    }
+}
