@@ -256,7 +256,13 @@ impl Jail {
     }
 
     fn open_with(&self, path: &VirtualPath, options: &OpenOptions) -> io::Result<File> {
-        Ok(self.root.open_with(path.relative(), options)?.into_std())
+        match self.root.open_with(path.relative(), options) {
+            Ok(file) => Ok(file.into_std()),
+            // A FIFO without a reader, opened non-blocking for writing, or a device node
+            // with no device behind it.
+            Err(error) if error.raw_os_error() == Some(libc::ENXIO) => Err(not_regular()),
+            Err(error) => Err(error),
+        }
     }
 }
 
