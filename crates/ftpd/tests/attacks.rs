@@ -437,22 +437,24 @@ fn soak_200_concurrent_sessions_no_failures_no_leaks() {
     );
 }
 
-/// One server for all property cases: arbitrary input must never stop it answering.
-fn fuzz_target() -> &'static Ftpd {
-    static SERVER: std::sync::OnceLock<Ftpd> = std::sync::OnceLock::new();
-    SERVER.get_or_init(|| Ftpd::start(&["--write"]))
-}
-
-proptest! {
-    #![proptest_config(ProptestConfig::with_cases(48))]
-
-    #[test]
-    fn arbitrary_bytes_get_replies_and_the_server_stays_up(
-        lines in proptest::collection::vec(proptest::collection::vec(any::<u8>().prop_filter("no newline", |b| *b != b'\n'), 0..300), 1..6)
-    ) {
-        let ftpd = fuzz_target();
+/// Arbitrary input must never stop the server answering. One server serves every case, and
+/// it belongs to this test, so it is killed when the test ends (a server kept in a static
+/// is never dropped and outlived the test binary).
+#[test]
+fn arbitrary_bytes_get_replies_and_the_server_stays_up() {
+    use proptest::test_runner::{Config, TestRunner};
+    let ftpd = Ftpd::start(&["--write"]);
+    let line = proptest::collection::vec(
+        any::<u8>().prop_filter("no newline", |b| *b != b'\n'),
+        0..300,
+    );
+    let lines = proptest::collection::vec(line, 1..6);
+    let mut runner = TestRunner::new(Config::with_cases(48));
+    let result = runner.run(&lines, |lines| {
         let mut stream = TcpStream::connect(ftpd.addr()).unwrap();
-        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
         stream.write_all(b"USER anonymous\r\nPASS x\r\n").unwrap();
         for line in &lines {
             stream.write_all(line).unwrap();
@@ -464,10 +466,19 @@ proptest! {
         let text = String::from_utf8_lossy(&replies);
         prop_assert!(text.starts_with("220 "), "{}", text);
         for line in text.split("\r\n").filter(|line| !line.is_empty()) {
-            prop_assert!(line.len() >= 4 && (line[..3].bytes().all(|b| b.is_ascii_digit()) || line.starts_with(' ')), "{:?}", line);
+            prop_assert!(
+                line.len() >= 4
+                    && (line[..3].bytes().all(|b| b.is_ascii_digit()) || line.starts_with(' ')),
+                "{:?}",
+                line
+            );
         }
         let mut check = Raw::connect(ftpd.addr());
         check.expect("NOOP", 200);
+        Ok(())
+    });
+    if let Err(failure) = result {
+        panic!("{failure}");
     }
 }
 

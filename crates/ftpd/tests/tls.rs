@@ -393,3 +393,81 @@ fn a_failed_handshake_ends_only_that_session_with_a_log_line() {
     let mut other = Raw::connect(ftpd.addr());
     other.expect("NOOP", 200);
 }
+
+#[test]
+fn each_listener_announces_itself_plain_first_then_implicit_tls_issue_10() {
+    let certificate = Certificate::new();
+    let ftpd = start(&certificate, &["--implicit-tls-port", "0"]);
+    let mut announced = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while announced.len() < 2 && std::time::Instant::now() < deadline {
+        announced = ftpd
+            .server
+            .log_lines()
+            .iter()
+            .filter_map(|line| line.strip_prefix("listening on "))
+            .map(|addr| addr.parse::<std::net::SocketAddr>().unwrap())
+            .collect();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(announced.len(), 2, "{:?}", ftpd.server.log_lines());
+    assert_eq!(
+        announced[0],
+        ftpd.addr(),
+        "the first line is the plain listener"
+    );
+    let mut plain = Raw::connect(announced[0]);
+    plain.expect("NOOP", 200);
+    let socket = std::net::TcpStream::connect(announced[1]).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let connection = rustls::ClientConnection::new(certificate.client_config(), name).unwrap();
+    let mut tls = rustls::StreamOwned::new(connection, socket);
+    let mut greeting = [0u8; 4];
+    tls.read_exact(&mut greeting).unwrap();
+    assert_eq!(
+        &greeting, b"220 ",
+        "the second line is the implicit-TLS listener"
+    );
+}
+
+#[test]
+fn a_handshake_trickled_a_byte_at_a_time_ends_at_the_login_timeout_issue_10() {
+    let certificate = Certificate::new();
+    let ftpd = start(&certificate, &["--login-timeout", "2"]);
+    let mut raw = Raw::connect(ftpd.addr());
+    let connected = std::time::Instant::now();
+    raw.expect("AUTH TLS", 234);
+    // A TLS record header promising 512 bytes of handshake, then a byte every 200 ms.
+    let mut hello = vec![
+        0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03,
+    ];
+    hello.resize(517, 0x42);
+    raw.writer
+        .set_read_timeout(Some(Duration::from_millis(1)))
+        .unwrap();
+    let mut closed = None;
+    for &byte in &hello {
+        if raw.writer.write_all(&[byte]).is_err() {
+            closed = Some(connected.elapsed());
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        let mut sink = [0u8; 64];
+        match raw.writer.read(&mut sink) {
+            Ok(0) => {
+                closed = Some(connected.elapsed());
+                break;
+            }
+            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {}
+            _ => {
+                closed = Some(connected.elapsed());
+                break;
+            }
+        }
+    }
+    let took = closed.expect("the trickled handshake was never cut");
+    assert!(took < Duration::from_secs(2 + 2), "cut after {took:?}");
+}
