@@ -1,6 +1,8 @@
 //! clock1: a sequential TCP time server (gopl.io §8.2). One client at a time: the next one is
 //! accepted by the kernel but hears nothing until the current one leaves.
 
+#![deny(clippy::disallowed_methods)]
+
 use std::process::ExitCode;
 
 use clap::Parser;

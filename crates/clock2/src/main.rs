@@ -1,6 +1,8 @@
 //! clock2: a concurrent TCP time server (gopl.io §8.2). Exactly clock1, except that each
 //! session runs on its own thread (Go's `go handleConn(conn)`).
 
+#![deny(clippy::disallowed_methods)]
+
 use std::process::ExitCode;
 use std::sync::Arc;
 

@@ -4,6 +4,8 @@
 //! clock session that clock1 and clock2 both serve ([`clock`]), copying a stream to stdout
 //! ([`copy`]) and log set-up ([`logging`]).
 
+#![deny(clippy::disallowed_methods)]
+
 pub mod args;
 pub mod clock;
 pub mod copy;

@@ -6,6 +6,8 @@
 //! session shows; [`config`] holds the settings, fixed at start-up, and [`registry`] the
 //! live sessions beside them.
 
+#![deny(clippy::disallowed_methods)]
+
 pub mod cli;
 pub mod command;
 pub mod config;

@@ -1,6 +1,8 @@
 //! ftpd: serves a directory over FTP. With no arguments: the current directory on
 //! 127.0.0.1:2121, anonymous, read-only. Flags → `Startup` → `serve`.
 
+#![deny(clippy::disallowed_methods)]
+
 use std::io::BufRead;
 use std::process::ExitCode;
 

@@ -258,6 +258,7 @@ impl Write for CountingSink {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)]
 mod tests {
     use super::*;
 
