@@ -1,9 +1,11 @@
-//! ftpd with clients we did not write: suppaftp (Rust), the stock `ftp` (tnftp), lftp, curl
-//! and Python's ftplib. Every file is compared by SHA-256.
+//! ftpd with clients we did not write: suppaftp (Rust), the stock `ftp` (tnftp), GNU inetutils
+//! ftp, ncftpget, lftp, curl and Python's ftplib. Every file is compared by SHA-256.
 
 mod support;
 
+use std::collections::BTreeMap;
 use std::io::Cursor;
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -342,4 +344,166 @@ print(json.dumps({"facts": facts, "sha": digest.hexdigest(), "lines": lines}))
         std::fs::read(ftpd.path("docs/up.bin")).unwrap(),
         vec![b'x'; 100_000]
     );
+}
+
+// Server-side globbing (issue 10): `mget PATTERN` in the classic clients sends `NLST PATTERN`
+// and fetches every name the server lists, so a wrong match, a directory walked into or a
+// mangled name shows up here as a file too many, too few or with the wrong bytes.
+
+/// The server root the `mget *.txt` tests share: two matches, a near miss, and a match one
+/// directory down that a glob in the last component must not reach. Returns name → SHA-256
+/// of exactly what should arrive.
+fn txt_glob_fixture(root: &Path, seed: u64) -> BTreeMap<String, String> {
+    let a = noise(70_000, seed);
+    let b = noise(1_234, seed + 1);
+    put(root, "a.txt", &a);
+    put(root, "b.txt", &b);
+    put(root, "c.log", &noise(500, seed + 2));
+    put(root, "sub/d.txt", &noise(600, seed + 3));
+    BTreeMap::from([
+        ("a.txt".to_owned(), sha256(&a)),
+        ("b.txt".to_owned(), sha256(&b)),
+    ])
+}
+
+/// Everything in `dir`: file name → SHA-256 of its bytes, a directory as `<dir>`, so a stray
+/// entry of any kind fails the comparison.
+fn local_files(dir: &Path) -> BTreeMap<String, String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|entry| {
+            let entry = entry.unwrap();
+            let name = entry.file_name().into_string().unwrap();
+            let digest = if entry.file_type().unwrap().is_dir() {
+                "<dir>".to_owned()
+            } else {
+                sha256(&std::fs::read(entry.path()).unwrap())
+            };
+            (name, digest)
+        })
+        .collect()
+}
+
+/// Feeds `script` on stdin to `client FLAGS 127.0.0.1 PORT`, run in `local`, which must exit
+/// 0; returns its stdout (the `-d` transcript included).
+fn run_ftp_script(client: &str, flags: &str, script: &str, ftpd: &Ftpd, local: &Path) -> String {
+    let mut command = Command::new("sh");
+    command
+        .args([
+            "-c",
+            &format!(
+                "printf '%s' \"$SCRIPT\" | {client} {flags} 127.0.0.1 {}",
+                ftpd.addr().port()
+            ),
+        ])
+        .env("SCRIPT", script)
+        .current_dir(local);
+    let output = run_ok(command, CLIENT_LIMIT);
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[test]
+fn tnftp_mget_glob_fetches_only_matches_issue_10() {
+    require_tool("tnftp", "tnftp");
+    let ftpd = Ftpd::start(&[]);
+    let expected = txt_glob_fixture(ftpd.root.path(), 61);
+    let local = tempfile::tempdir().unwrap();
+    // `prompt off` is explicit in tnftp (a bare `prompt` toggles).
+    let stdout = run_ftp_script(
+        "tnftp",
+        "-n -p -v -d",
+        "user anonymous guest@\nbinary\nprompt off\nmget *.txt\nquit\n",
+        &ftpd,
+        local.path(),
+    );
+    assert!(
+        stdout.contains("---> NLST *.txt"),
+        "tnftp did not ask the server to expand the glob: {stdout}"
+    );
+    assert_eq!(local_files(local.path()), expected, "{stdout}");
+}
+
+#[test]
+fn inetutils_ftp_mget_glob_fetches_only_matches_issue_10() {
+    require_tool("inetutils-ftp", "inetutils-ftp");
+    let ftpd = Ftpd::start(&[]);
+    let expected = txt_glob_fixture(ftpd.root.path(), 71);
+    let local = tempfile::tempdir().unwrap();
+    // `-i` rather than `prompt off`: inetutils' `prompt` ignores its argument and toggles.
+    // It exits 0 even when mget fetched nothing, so the files are the verdict.
+    let stdout = run_ftp_script(
+        "inetutils-ftp",
+        "-i -n -p -v -d",
+        "user anonymous guest@\nbinary\nmget *.txt\nquit\n",
+        &ftpd,
+        local.path(),
+    );
+    assert!(
+        stdout.contains("---> NLST *.txt"),
+        "inetutils ftp did not ask the server to expand the glob: {stdout}"
+    );
+    assert_eq!(local_files(local.path()), expected, "{stdout}");
+}
+
+#[test]
+fn ncftpget_glob_with_directory_part_fetches_only_matches_issue_10() {
+    require_tool("ncftpget", "ncftp");
+    let ftpd = Ftpd::start(&[]);
+    let root = ftpd.root.path();
+    let x = noise(40_000, 81);
+    let y = noise(777, 82);
+    put(root, "logs/x.log", &x);
+    put(root, "logs/y.log", &y);
+    put(root, "logs/z.txt", &noise(300, 83));
+    put(root, "w.log", &noise(200, 84));
+    let local = tempfile::tempdir().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let log = work.path().join("ncftpget.log");
+    // Anonymous and passive by default; -V: no progress meter; -t: its own I/O timeout.
+    let mut command = Command::new("ncftpget");
+    command
+        .args(["-V", "-t", "20", "-d"])
+        .arg(&log)
+        .args(["-P", &ftpd.addr().port().to_string(), "127.0.0.1"])
+        .arg(local.path())
+        .arg("/logs/*.log");
+    run_ok(command, CLIENT_LIMIT);
+    let transcript = std::fs::read_to_string(&log).unwrap_or_default();
+    // The names come back as `/logs/x.log`, which ncftpget retrieves as they are.
+    assert!(
+        transcript.contains("Cmd: NLST /logs/*.log"),
+        "ncftpget did not ask the server to expand the glob: {transcript}"
+    );
+    assert_eq!(
+        local_files(local.path()),
+        BTreeMap::from([
+            ("x.log".to_owned(), sha256(&x)),
+            ("y.log".to_owned(), sha256(&y)),
+        ]),
+        "{transcript}"
+    );
+}
+
+#[test]
+fn lftp_mget_glob_fetches_only_matches_issue_10() {
+    require_tool("lftp", "lftp");
+    let ftpd = Ftpd::start(&[]);
+    let expected = txt_glob_fixture(ftpd.root.path(), 91);
+    let local = tempfile::tempdir().unwrap();
+    // lftp's mget globs on the client, over MLSD; `nlist PATTERN` sends `NLST PATTERN` as is,
+    // so the server's own expansion (and its order) is checked through lftp too.
+    let mut command = Command::new("lftp");
+    command
+        .args([
+            "-u",
+            "anonymous,guest@",
+            "-e",
+            "set net:max-retries 1; set net:timeout 10; nlist *.txt; nlist /sub/*.txt; mget *.txt; quit",
+        ])
+        .arg(format!("ftp://127.0.0.1:{}", ftpd.addr().port()))
+        .current_dir(local.path());
+    let output = run_ok(command, CLIENT_LIMIT);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(stdout, "a.txt\nb.txt\n/sub/d.txt\n");
+    assert_eq!(local_files(local.path()), expected);
 }
