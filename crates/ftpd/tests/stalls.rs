@@ -418,3 +418,28 @@ fn each_control_connection_costs_one_descriptor_issue_10() {
     );
     drop(sessions);
 }
+
+#[test]
+fn an_upload_that_stops_fails_at_the_stall_timeout_and_keeps_the_old_file_issue_10() {
+    let ftpd = Ftpd::start(&["--write", "--stall-timeout", "2"]);
+    put(ftpd.root.path(), "report", b"the old report");
+    let mut raw = ftpd.anonymous();
+    raw.expect("TYPE I", 200);
+    let mut data = raw.passive();
+    raw.expect("STOR report", 150);
+    data.write_all(&noise(100_000, 13)).unwrap();
+    let stopped = Instant::now();
+    let answer = raw.answer();
+    assert_eq!(answer.code, 426, "{answer:?}");
+    assert!(
+        stopped.elapsed() < Duration::from_secs(2 + 2),
+        "426 after {:?} with --stall-timeout 2",
+        stopped.elapsed()
+    );
+    assert_eq!(
+        std::fs::read(ftpd.path("report")).unwrap(),
+        b"the old report"
+    );
+    drop(data);
+    raw.expect("NOOP", 200);
+}
