@@ -1,6 +1,6 @@
 //! ftpd against clients that stop cooperating (issue 10): a client that never reads, one that
 //! trickles bytes, one that asks for a passive port and never connects, one that never reads
-//! its download, a crowd of password guessers, and a server killed in the middle of uploads.
+//! its download or stops its upload, and a server killed in the middle of uploads.
 //! Each must cost no more than its timeout, and never a slot, a port or a thread for good.
 
 mod support;
@@ -10,7 +10,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use support::{noise, put, Ftpd, Raw, FTPD};
-use testkit::{process_status, Server};
+use testkit::Server;
 
 /// A control connection whose own receive buffer is tiny, so the server's replies back up.
 fn connect_with_small_buffer(addr: SocketAddr) -> TcpStream {
@@ -36,8 +36,9 @@ fn flood_without_reading(stream: &mut TcpStream) {
     panic!("the server took 30 MB of HELP without its replies backing up");
 }
 
-/// Connects until a `220` arrives; how long that took, or `None` after `limit`.
-fn time_until_served(addr: SocketAddr, limit: Duration) -> Option<Duration> {
+/// Connects until a `220` arrives; how long that took and the connection (which holds the
+/// slot it got), or `None` after `limit`.
+fn time_until_served(addr: SocketAddr, limit: Duration) -> Option<(Duration, TcpStream)> {
     let started = Instant::now();
     while started.elapsed() < limit {
         if let Ok(mut stream) = TcpStream::connect(addr) {
@@ -46,7 +47,7 @@ fn time_until_served(addr: SocketAddr, limit: Duration) -> Option<Duration> {
                 .unwrap();
             let mut greeting = [0u8; 3];
             if stream.read_exact(&mut greeting).is_ok() && &greeting == b"220" {
-                return Some(started.elapsed());
+                return Some((started.elapsed(), stream));
             }
         }
         std::thread::sleep(Duration::from_millis(100));
@@ -60,14 +61,21 @@ fn a_client_that_never_reads_is_dropped_at_the_stall_timeout_and_its_slot_freed_
     let mut hog = connect_with_small_buffer(ftpd.addr());
     flood_without_reading(&mut hog);
     // The hog still holds the one slot for this address until its writes time out.
-    let took =
+    let (took, mut next) =
         time_until_served(ftpd.addr(), Duration::from_secs(15)).expect("the slot never came back");
     assert!(
         took < Duration::from_secs(2 + 3),
         "slot came back after {took:?} with --stall-timeout 2"
     );
-    let mut next = ftpd.anonymous();
-    next.expect("NOOP", 200);
+    // The newcomer is served in full on the slot it got.
+    next.write_all(b"USER anonymous\r\nPASS x\r\nQUIT\r\n")
+        .unwrap();
+    let mut replies = String::new();
+    next.read_to_string(&mut replies).unwrap();
+    assert!(
+        replies.contains("230 ") && replies.contains("221 "),
+        "{replies:?}"
+    );
 }
 
 #[test]
@@ -179,69 +187,6 @@ fn an_unused_passive_port_is_given_back_after_the_data_timeout_issue_10() {
 }
 
 #[test]
-fn a_hundred_parallel_password_guessers_cost_tens_of_mib_not_gigabytes_issue_10() {
-    let users = tempfile::NamedTempFile::new().unwrap();
-    let hash = ftpd::users::hash_password("right").unwrap();
-    std::fs::write(users.path(), format!("alice:{hash}\n")).unwrap();
-    let ftpd = Ftpd::start(&[
-        "--users",
-        users.path().to_str().unwrap(),
-        "--max-per-ip",
-        "200",
-        "--login-timeout",
-        "20",
-    ]);
-    let pid = ftpd.server.pid();
-    let mut warm = Raw::connect(ftpd.addr());
-    warm.expect("QUIT", 221);
-    let start = process_status(pid, "VmRSS:");
-    let addr = ftpd.addr();
-    let guessers: Vec<_> = (0..100)
-        .map(|index| {
-            std::thread::spawn(move || {
-                let mut raw = Raw::connect(addr);
-                raw.writer
-                    .set_read_timeout(Some(Duration::from_secs(60)))
-                    .unwrap();
-                raw.expect("USER alice", 331);
-                raw.send(&format!("PASS guess-{index}"));
-                raw.answer().code
-            })
-        })
-        .collect();
-    let mut peak = start;
-    while !guessers.iter().all(|guesser| guesser.is_finished()) {
-        peak = peak.max(process_status(pid, "VmRSS:"));
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let codes: Vec<u16> = guessers
-        .into_iter()
-        .map(|guesser| guesser.join().unwrap())
-        .collect();
-    // Refused, or still waiting for a check when the login timeout came.
-    assert!(
-        codes.iter().all(|&code| code == 530 || code == 421),
-        "{codes:?}"
-    );
-    std::thread::sleep(Duration::from_millis(500));
-    let after = process_status(pid, "VmRSS:");
-    println!(
-        "RSS under 100 parallel guessers: start {start} KiB, peak {peak} KiB, after {after} KiB"
-    );
-    assert!(
-        peak < start + 120 * 1024,
-        "peak RSS {peak} KiB from {start} KiB: password checks are not bounded"
-    );
-    assert!(
-        after < start + 16 * 1024,
-        "RSS stayed at {after} KiB after the attack (start {start} KiB)"
-    );
-    let mut bystander = Raw::connect(ftpd.addr());
-    bystander.expect("USER alice", 331);
-    bystander.expect("PASS right", 230);
-}
-
-#[test]
 fn a_server_killed_mid_upload_leaves_nothing_listable_after_restart_issue_10() {
     let root = tempfile::tempdir().unwrap();
     put(root.path(), "keep.txt", b"the good file");
@@ -304,97 +249,6 @@ fn a_server_killed_mid_upload_leaves_nothing_listable_after_restart_issue_10() {
         std::fs::read(root.path().join("keep.txt")).unwrap(),
         b"the good file"
     );
-}
-
-/// A small deterministic generator, so a failing run can be repeated.
-struct Lcg(u64);
-
-impl Lcg {
-    fn below(&mut self, bound: usize) -> usize {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        ((self.0 >> 33) as usize) % bound
-    }
-}
-
-#[test]
-fn rss_returns_near_the_start_after_20000_random_commands_issue_10() {
-    // glibc raises its mmap threshold to the size of each large block freed, so after the
-    // first argon2 check (19 MiB) later ones and 256 KiB transfer buffers were carved from
-    // heap arenas and kept: 156 MiB and more after such a run. ftpd fixes the threshold.
-    let users = tempfile::NamedTempFile::new().unwrap();
-    let hash = ftpd::users::hash_password("right").unwrap();
-    std::fs::write(users.path(), format!("alice:{hash}\n")).unwrap();
-    let ftpd = Ftpd::start(&[
-        "--users",
-        users.path().to_str().unwrap(),
-        "--anonymous",
-        "--write",
-        "--max-per-ip",
-        "100",
-        "--data-timeout",
-        "1",
-    ]);
-    put(ftpd.root.path(), "f.txt", &noise(300_000, 12));
-    let pid = ftpd.server.pid();
-    let start = process_status(pid, "VmRSS:");
-    let verbs = [
-        "LIST", "NLST", "STAT", "HELP", "CWD", "MKD", "RETR", "SIZE", "MDTM", "EPSV", "PASV",
-        "NOOP", "RNFR", "RNTO", "DELE", "TYPE", "REST", "FEAT", "XYZ",
-    ];
-    let mut random = Lcg(10);
-    let mut peak = start;
-    for _batch in 0..10 {
-        let scripts: Vec<String> = (0..20)
-            .map(|_| {
-                let (user, password) =
-                    [("anonymous", "x"), ("alice", "right"), ("alice", "no")][random.below(3)];
-                let mut script = format!("USER {user}\r\nPASS {password}\r\n");
-                for _ in 0..100 {
-                    let verb = verbs[random.below(verbs.len())];
-                    let argument: String = (0..random.below(12))
-                        .map(|_| b"ab*?/.x f"[random.below(9)] as char)
-                        .collect();
-                    script.push_str(&format!("{verb} {argument}\r\n"));
-                }
-                script.push_str("QUIT\r\n");
-                script
-            })
-            .collect();
-        let addr = ftpd.addr();
-        let sessions: Vec<_> = scripts
-            .into_iter()
-            .map(|script| {
-                std::thread::spawn(move || {
-                    let mut stream = TcpStream::connect(addr).unwrap();
-                    stream
-                        .set_read_timeout(Some(Duration::from_secs(60)))
-                        .unwrap();
-                    stream.write_all(script.as_bytes()).unwrap();
-                    let mut replies = Vec::new();
-                    let _ = stream.read_to_end(&mut replies);
-                    replies.starts_with(b"220 ")
-                })
-            })
-            .collect();
-        for session in sessions {
-            assert!(session.join().unwrap(), "a session got no greeting");
-        }
-        peak = peak.max(process_status(pid, "VmRSS:"));
-    }
-    std::thread::sleep(Duration::from_millis(500));
-    let after = process_status(pid, "VmRSS:");
-    println!(
-        "RSS over 20,000 random commands: start {start} KiB, peak {peak} KiB, after {after} KiB"
-    );
-    assert!(
-        after < start + 16 * 1024,
-        "RSS stayed at {after} KiB after the load (start {start} KiB, peak {peak} KiB)"
-    );
-    let mut check = Raw::connect(ftpd.addr());
-    check.expect("NOOP", 200);
 }
 
 #[test]

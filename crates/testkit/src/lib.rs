@@ -67,11 +67,14 @@ impl Server {
     }
 
     /// Runs a prepared command (extra env, say) and waits for its `listening on` line.
+    /// The server is killed when dropped and, should the test die without dropping it, when
+    /// the thread that started it ends: so start it on the test's own thread.
     pub fn spawn(mut command: Command) -> Server {
         command
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
+        die_with_parent(&mut command);
         let mut child = command
             .spawn()
             .unwrap_or_else(|error| panic!("cannot start {command:?}: {error}"));
@@ -146,6 +149,22 @@ impl Server {
     pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// Asks the kernel to SIGKILL the child when the thread that spawned it ends, so a test
+/// binary that is killed or aborts leaves no server behind (exec keeps the setting).
+fn die_with_parent(command: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs in the child between fork and exec and only calls prctl, which
+    // is async-signal-safe, allocating nothing.
+    unsafe {
+        command.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
     }
 }
 
@@ -370,4 +389,38 @@ fn drain(mut source: impl Read + Send + 'static) -> thread::JoinHandle<Vec<u8>> 
         let _ = source.read_to_end(&mut bytes);
         bytes
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// True when the process is gone or a zombie nobody reaped.
+    fn is_dead(pid: u32) -> bool {
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .map_or(true, |status| status.contains("State:\tZ"))
+    }
+
+    #[test]
+    fn a_server_whose_test_forgets_it_dies_with_the_starting_thread() {
+        let pid = thread::spawn(|| {
+            let mut command = Command::new("sh");
+            command.args(["-c", "echo 'listening on 127.0.0.1:9' >&2; exec sleep 60"]);
+            let server = Server::spawn(command);
+            let pid = server.pid();
+            // As a server kept in a static would be: never dropped.
+            std::mem::forget(server);
+            pid
+        })
+        .join()
+        .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !is_dead(pid) && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(20));
+        }
+        assert!(
+            is_dead(pid),
+            "server {pid} outlived the thread that started it"
+        );
+    }
 }
