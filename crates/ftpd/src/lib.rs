@@ -22,6 +22,7 @@ pub mod registry;
 pub mod reply;
 pub mod server;
 pub mod session;
+pub mod settings;
 pub mod tls;
 pub mod transfer;
 pub mod upload;

@@ -1,9 +1,11 @@
 //! ftpd: serves a directory over FTP. With no arguments: the current directory on
-//! 127.0.0.1:2121, anonymous, read-only. Flags → `Startup` → `serve`.
+//! 127.0.0.1:2121, anonymous, read-only. Flags (over `--config`) → `Settings` → `Startup`
+//! → `serve`.
 
 #![deny(clippy::disallowed_methods)]
 
 use std::io::BufRead;
+use std::path::Path;
 use std::process::ExitCode;
 
 use common::listen::listen_announced;
@@ -11,6 +13,7 @@ use ftpd::cli::{Args, Startup, StartupError, Tool};
 use ftpd::registry::Registry;
 use ftpd::server::{serve, Listeners};
 use ftpd::session::Context;
+use ftpd::settings::Settings;
 use ftpd::users::{hash_password, Access, VerificationGate};
 use ftpd::xferlog::Xferlog;
 
@@ -19,7 +22,8 @@ fn main() -> ExitCode {
     common::logging::init();
     match &args.command {
         Some(Tool::Passwd { name }) => passwd(name),
-        None => match args.startup().and_then(run) {
+        Some(Tool::CheckConfig { file }) => check_config(file),
+        None => match args.settings().and_then(|settings| run(settings.startup()?)) {
             Ok(()) => ExitCode::SUCCESS,
             Err(StartupError::Usage(problem)) => common::args::usage_error::<Args>(problem),
             Err(error) => {
@@ -27,6 +31,24 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+    }
+}
+
+/// `ftpd check-config FILE`: everything start-up checks short of binding; the effective
+/// settings on stdout (as TOML, never a secret: the users file and key are named, not shown).
+fn check_config(file: &Path) -> ExitCode {
+    let checked = Settings::from_file(file)
+        .map_err(StartupError::Config)
+        .and_then(|settings| settings.startup().map(|_| settings));
+    match checked {
+        Ok(settings) => {
+            print!("{}", settings.effective().to_toml());
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("ftpd: {error}");
+            ExitCode::from(2)
+        }
     }
 }
 

@@ -1,0 +1,335 @@
+//! Settings: what an operator chooses, from the command line and the config file. Every flag
+//! has a config-file key of the same name (`--max-clients` is `max-clients`); a flag given
+//! on the command line wins over the file; what neither gives takes its default.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::ops::RangeInclusive;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// Defaults, for `--help` and for what neither the flags nor the file say.
+pub mod defaults {
+    /// `--host`.
+    pub const HOST: &str = "127.0.0.1";
+    /// `--port`.
+    pub const PORT: u16 = 2121;
+    /// `--root`.
+    pub const ROOT: &str = ".";
+    /// `--max-clients`.
+    pub const MAX_CLIENTS: usize = 512;
+    /// `--max-per-ip`.
+    pub const MAX_PER_IP: usize = 32;
+    /// `--login-timeout`, seconds.
+    pub const LOGIN_TIMEOUT: u64 = 60;
+    /// `--idle-timeout`, seconds.
+    pub const IDLE_TIMEOUT: u64 = 300;
+    /// `--data-timeout`, seconds.
+    pub const DATA_TIMEOUT: u64 = 30;
+    /// `--stall-timeout`, seconds.
+    pub const STALL_TIMEOUT: u64 = 300;
+    /// `--shutdown-grace`, seconds.
+    pub const SHUTDOWN_GRACE: u64 = 10;
+}
+
+/// The server's settings, as flags (clap) and as config-file keys (serde). `None` (or
+/// `false`) means "not said here".
+#[derive(clap::Args, Deserialize, Serialize, Debug, Default, Clone, PartialEq, Eq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Settings {
+    /// Address to listen on [default: 127.0.0.1]
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// Port to listen on; 0 picks a free one [default: 2121]
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    /// Directory to serve [default: .]
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub root: Option<PathBuf>,
+    /// Let anonymous users (and users-file lines without rw/ro) upload, mkdir, delete and rename
+    #[arg(long)]
+    #[serde(default)]
+    pub write: bool,
+    /// Users file: one name:argon2-hash[:rw|ro][:home] a line (see `ftpd passwd`)
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub users: Option<PathBuf>,
+    /// Allow anonymous login (the default unless --users is given)
+    #[arg(long, overrides_with = "no_anonymous")]
+    #[serde(default)]
+    pub anonymous: bool,
+    /// Refuse anonymous login
+    #[arg(long)]
+    #[serde(default)]
+    pub no_anonymous: bool,
+    /// Ports for passive data connections, e.g. 50000-50100 (default: any free port)
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub passive_ports: Option<PortRange>,
+    /// Address to advertise in PASV replies, for a server behind NAT
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub passive_address: Option<IpAddr>,
+    /// Allow PORT/EPRT to addresses other than the client's own (server-to-server copies)
+    #[arg(long)]
+    #[serde(default)]
+    pub allow_fxp: bool,
+    /// Most clients connected at once [default: 512]
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_clients: Option<usize>,
+    /// Most clients connected at once from one address [default: 32]
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_per_ip: Option<usize>,
+    /// Seconds a client has to log in, counted from the connection (TLS handshake included)
+    /// [default: 60]
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub login_timeout: Option<u64>,
+    /// Seconds a logged-in client may go without a complete command (NOOP does not count)
+    /// [default: 300]
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub idle_timeout: Option<u64>,
+    /// Seconds to wait for a data connection; an unused passive port is closed after this
+    /// [default: 30]
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_timeout: Option<u64>,
+    /// Seconds a connection may stall (nothing sent or received) before it is dropped
+    /// [default: 300]
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stall_timeout: Option<u64>,
+    /// Seconds running transfers may take to finish after SIGTERM or SIGINT [default: 10]
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shutdown_grace: Option<u64>,
+    /// Append a wu-ftpd format transfer log to this file
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub xferlog: Option<PathBuf>,
+    /// PEM certificate chain: enables FTPS (AUTH TLS); needs --tls-key
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for --tls-cert
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_key: Option<PathBuf>,
+    /// Refuse logins and data transfers that are not protected by TLS (needs --tls-cert)
+    #[arg(long)]
+    #[serde(default)]
+    pub tls_required: bool,
+    /// Also listen for implicit FTPS (TLS from the first byte, port 990 style) on this port
+    /// (needs --tls-cert)
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub implicit_tls_port: Option<u16>,
+    /// Do not require data connections to resume the control connection's TLS session
+    /// (for clients that cannot)
+    #[arg(long)]
+    #[serde(default)]
+    pub tls_no_session_reuse: bool,
+}
+
+/// Why a config file could not be used.
+#[derive(Debug)]
+pub enum SettingsError {
+    /// The file cannot be read.
+    Read(PathBuf, std::io::Error),
+    /// The file is not valid TOML for these settings (the message names the key and line).
+    Parse(PathBuf, String),
+}
+
+impl fmt::Display for SettingsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SettingsError::Read(path, error) => {
+                write!(f, "cannot read config {}: {error}", path.display())
+            }
+            SettingsError::Parse(path, problem) => {
+                write!(f, "config {}: {problem}", path.display())
+            }
+        }
+    }
+}
+
+impl Settings {
+    /// Reads a TOML config file; an unknown key is an error naming the key and its line.
+    pub fn from_file(path: &Path) -> Result<Settings, SettingsError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|error| SettingsError::Read(path.to_owned(), error))?;
+        Settings::from_toml(&text).map_err(|problem| SettingsError::Parse(path.to_owned(), problem))
+    }
+
+    /// Parses config-file text.
+    pub fn from_toml(text: &str) -> Result<Settings, String> {
+        toml::from_str(text).map_err(|error| one_line(&error.to_string()))
+    }
+
+    /// These settings, with whatever they leave unsaid taken from `file`.
+    pub fn over(self, file: Settings) -> Settings {
+        Settings {
+            host: self.host.or(file.host),
+            port: self.port.or(file.port),
+            root: self.root.or(file.root),
+            write: self.write || file.write,
+            users: self.users.or(file.users),
+            // One of the pair on the command line decides, whatever the file says.
+            anonymous: self.anonymous || (file.anonymous && !self.no_anonymous),
+            no_anonymous: self.no_anonymous || (file.no_anonymous && !self.anonymous),
+            passive_ports: self.passive_ports.or(file.passive_ports),
+            passive_address: self.passive_address.or(file.passive_address),
+            allow_fxp: self.allow_fxp || file.allow_fxp,
+            max_clients: self.max_clients.or(file.max_clients),
+            max_per_ip: self.max_per_ip.or(file.max_per_ip),
+            login_timeout: self.login_timeout.or(file.login_timeout),
+            idle_timeout: self.idle_timeout.or(file.idle_timeout),
+            data_timeout: self.data_timeout.or(file.data_timeout),
+            stall_timeout: self.stall_timeout.or(file.stall_timeout),
+            shutdown_grace: self.shutdown_grace.or(file.shutdown_grace),
+            xferlog: self.xferlog.or(file.xferlog),
+            tls_cert: self.tls_cert.or(file.tls_cert),
+            tls_key: self.tls_key.or(file.tls_key),
+            tls_required: self.tls_required || file.tls_required,
+            implicit_tls_port: self.implicit_tls_port.or(file.implicit_tls_port),
+            tls_no_session_reuse: self.tls_no_session_reuse || file.tls_no_session_reuse,
+        }
+    }
+
+    /// The same settings with every default filled in, as `check-config` shows them.
+    pub fn effective(&self) -> Settings {
+        Settings {
+            host: Some(self.host.clone().unwrap_or(defaults::HOST.into())),
+            port: Some(self.port.unwrap_or(defaults::PORT)),
+            root: Some(self.root.clone().unwrap_or(defaults::ROOT.into())),
+            max_clients: Some(self.max_clients.unwrap_or(defaults::MAX_CLIENTS)),
+            max_per_ip: Some(self.max_per_ip.unwrap_or(defaults::MAX_PER_IP)),
+            login_timeout: Some(self.login_timeout.unwrap_or(defaults::LOGIN_TIMEOUT)),
+            idle_timeout: Some(self.idle_timeout.unwrap_or(defaults::IDLE_TIMEOUT)),
+            data_timeout: Some(self.data_timeout.unwrap_or(defaults::DATA_TIMEOUT)),
+            stall_timeout: Some(self.stall_timeout.unwrap_or(defaults::STALL_TIMEOUT)),
+            shutdown_grace: Some(self.shutdown_grace.unwrap_or(defaults::SHUTDOWN_GRACE)),
+            anonymous: !self.no_anonymous && (self.anonymous || self.users.is_none()),
+            ..self.clone()
+        }
+    }
+
+    /// The settings as TOML, the config file's own format.
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).unwrap_or_else(|error| format!("# cannot show settings: {error}\n"))
+    }
+}
+
+/// A TOML error as one line: toml's messages span several lines with a source excerpt.
+fn one_line(message: &str) -> String {
+    let mut lines = message.lines().map(str::trim).filter(|line| {
+        !line.is_empty() && !line.starts_with('|') && !line.starts_with('^') && *line != "|"
+    });
+    let first = lines.next().unwrap_or_default().to_owned();
+    let rest: Vec<&str> = lines
+        .filter(|line| !line.chars().next().is_some_and(|c| c.is_ascii_digit()))
+        .collect();
+    if rest.is_empty() {
+        first
+    } else {
+        format!("{first}: {}", rest.join("; "))
+    }
+}
+
+/// A port range like `50000-50100`, as a flag and as a config value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortRange(pub RangeInclusive<u16>);
+
+impl FromStr for PortRange {
+    type Err = String;
+
+    fn from_str(value: &str) -> Result<PortRange, String> {
+        let bad = || format!("'{value}' is not a port range like 50000-50100");
+        let (low, high) = value.split_once('-').ok_or_else(bad)?;
+        let (low, high): (u16, u16) = (
+            low.trim().parse().map_err(|_| bad())?,
+            high.trim().parse().map_err(|_| bad())?,
+        );
+        if low == 0 || low > high {
+            return Err(bad());
+        }
+        Ok(PortRange(low..=high))
+    }
+}
+
+impl fmt::Display for PortRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}", self.0.start(), self.0.end())
+    }
+}
+
+impl<'de> Deserialize<'de> for PortRange {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<PortRange, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+impl Serialize for PortRange {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_the_flag_names_and_flags_win() {
+        let file = Settings::from_toml(
+            "port = 2100\nmax-clients = 9\npassive-ports = \"50000-50010\"\nwrite = true\n",
+        )
+        .unwrap();
+        assert_eq!(file.passive_ports, Some(PortRange(50000..=50010)));
+        let flags = Settings {
+            port: Some(3000),
+            ..Settings::default()
+        };
+        let merged = flags.over(file);
+        assert_eq!(
+            (merged.port, merged.max_clients, merged.write),
+            (Some(3000), Some(9), true)
+        );
+        let effective = merged.effective();
+        assert_eq!(effective.idle_timeout, Some(defaults::IDLE_TIMEOUT));
+        let shown = effective.to_toml();
+        assert!(shown.contains("passive-ports = \"50000-50010\""), "{shown}");
+        assert_eq!(Settings::from_toml(&shown).unwrap(), effective);
+    }
+
+    #[test]
+    fn an_unknown_key_is_named_with_its_line() {
+        let error = Settings::from_toml("port = 21\n\nmax-client = 3\n").unwrap_err();
+        assert!(error.contains("max-client"), "{error}");
+        assert!(error.contains("line 3"), "{error}");
+        assert!(!error.contains('\n'), "{error}");
+    }
+
+    #[test]
+    fn a_flag_beats_the_file_for_anonymous_either_way() {
+        let file = Settings {
+            no_anonymous: true,
+            ..Settings::default()
+        };
+        let flags = Settings {
+            anonymous: true,
+            ..Settings::default()
+        };
+        let merged = flags.over(file);
+        assert!(merged.anonymous && !merged.no_anonymous);
+    }
+}
