@@ -194,6 +194,15 @@ impl ConnectionLimit {
         }
     }
 
+    /// The same live count under a new maximum (a reloaded setting); places already taken
+    /// stay taken.
+    pub fn with_max(&self, max: usize) -> ConnectionLimit {
+        ConnectionLimit {
+            live: Arc::clone(&self.live),
+            max,
+        }
+    }
+
     /// Takes a place, or `None` when all `max` are in use.
     pub fn try_acquire(&self) -> Option<ConnectionSlot> {
         self.live

@@ -15,7 +15,7 @@ use crate::tls::TlsSettings;
 use crate::users::{Access, Users, UsersError};
 
 /// Concurrent FTP server: serves a directory to ftp, lftp, curl, FileZilla and friends
-#[derive(Parser, Debug)]
+#[derive(Parser, Debug, Clone)]
 #[command(version, args_conflicts_with_subcommands = true)]
 pub struct Args {
     /// A tool instead of the server.
@@ -31,7 +31,7 @@ pub struct Args {
 }
 
 /// The tools beside the server.
-#[derive(Subcommand, Debug)]
+#[derive(Subcommand, Debug, Clone)]
 pub enum Tool {
     /// Read a password from stdin and print the users-file line for NAME
     Passwd {
@@ -122,9 +122,8 @@ impl Settings {
     /// nothing yet.
     pub fn startup(&self) -> Result<Startup, StartupError> {
         let settings = self.effective();
-        let needs_cert = |flag: &str| {
-            StartupError::Usage(format!("--{flag} needs --tls-cert and --tls-key"))
-        };
+        let needs_cert =
+            |flag: &str| StartupError::Usage(format!("--{flag} needs --tls-cert and --tls-key"));
         if settings.tls_cert.is_none() {
             if settings.tls_required {
                 return Err(needs_cert("tls-required"));

@@ -7,11 +7,12 @@
 use std::io::BufRead;
 use std::path::Path;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use common::listen::listen_announced;
 use ftpd::cli::{Args, Startup, StartupError, Tool};
 use ftpd::registry::Registry;
-use ftpd::server::{serve, Listeners};
+use ftpd::server::{serve, Generation, Listeners, Reload};
 use ftpd::session::Context;
 use ftpd::settings::Settings;
 use ftpd::users::{hash_password, Access, VerificationGate};
@@ -23,7 +24,7 @@ fn main() -> ExitCode {
     match &args.command {
         Some(Tool::Passwd { name }) => passwd(name),
         Some(Tool::CheckConfig { file }) => check_config(file),
-        None => match args.settings().and_then(|settings| run(settings.startup()?)) {
+        None => match run(&args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(StartupError::Usage(problem)) => common::args::usage_error::<Args>(problem),
             Err(error) => {
@@ -80,26 +81,71 @@ fn passwd(name: &str) -> ExitCode {
     }
 }
 
-fn run(startup: Startup) -> Result<(), StartupError> {
+fn run(args: &Args) -> Result<(), StartupError> {
+    let startup = args.settings()?.startup()?;
     ignore_file_size_signal();
     tune_allocator();
-    let xferlog = match &startup.xferlog {
-        Some(path) => {
-            Some(Xferlog::open(path).map_err(|error| StartupError::Xferlog(path.clone(), error))?)
-        }
-        None => None,
-    };
     let stale = startup.config.jail.sweep_stale_uploads();
     if stale > 0 {
         log::info!("removed {stale} temporary uploads left by a server that is gone");
     }
-    let host = &startup.host;
-    let control = listen_announced(host, startup.port)
-        .map_err(|error| StartupError::Listen(format!("{host}:{}", startup.port), error))?;
+    let host = startup.host.clone();
+    let port = startup.port;
+    let control = listen_announced(&host, port)
+        .map_err(|error| StartupError::Listen(format!("{host}:{port}"), error))?;
     let implicit_tls = match startup.implicit_tls_port {
-        Some(port) => Some(listen_announced(host, port).map_err(|error| {
+        Some(port) => Some(listen_announced(&host, port).map_err(|error| {
             StartupError::Listen(format!("{host}:{port} for implicit TLS"), error)
         })?),
+        None => None,
+    };
+    let cores = std::thread::available_parallelism().map_or(1, |cores| cores.get());
+    let shared = Shared {
+        registry: Arc::new(Registry::default()),
+        verification: Arc::new(VerificationGate::new(cores)),
+    };
+    let grace = startup.shutdown_grace;
+    let implicit_port = startup.implicit_tls_port;
+    let first = generation(startup, &shared)?;
+    let reload_args = args.clone();
+    let reload: Reload = Box::new(move || {
+        let startup = reload_args
+            .settings()
+            .and_then(|settings| settings.startup())
+            .map_err(|error| error.to_string())?;
+        if startup.host != host
+            || startup.port != port
+            || startup.implicit_tls_port != implicit_port
+        {
+            log::warn!("listen addresses change only with a restart; keeping the bound ones");
+        }
+        generation(startup, &shared).map_err(|error| error.to_string())
+    });
+    let listeners = Listeners {
+        control,
+        implicit_tls,
+    };
+    serve(listeners, first, reload, grace);
+    log::info!("stopped");
+    Ok(())
+}
+
+/// What every generation of settings shares.
+#[derive(Clone)]
+struct Shared {
+    registry: Arc<Registry>,
+    verification: Arc<VerificationGate>,
+}
+
+/// The settings of `startup` as the context new sessions get, with the transfer log
+/// (re)opened, so that a reload after logrotate writes to the new file.
+fn generation(startup: Startup, shared: &Shared) -> Result<Generation, StartupError> {
+    let xferlog = match &startup.xferlog {
+        Some(path) => {
+            Some(Arc::new(Xferlog::open(path).map_err(|error| {
+                StartupError::Xferlog(path.clone(), error)
+            })?))
+        }
         None => None,
     };
     log::info!(
@@ -115,20 +161,15 @@ fn run(startup: Startup) -> Result<(), StartupError> {
             "off"
         }
     );
-    let cores = std::thread::available_parallelism().map_or(1, |cores| cores.get());
-    let context = Context {
-        config: startup.config,
-        registry: Registry::default(),
-        xferlog,
-        verification: VerificationGate::new(cores),
-    };
-    let listeners = Listeners {
-        control,
-        implicit_tls,
-    };
-    serve(listeners, context, startup.limits, startup.shutdown_grace);
-    log::info!("stopped");
-    Ok(())
+    Ok(Generation {
+        context: Arc::new(Context {
+            config: Arc::new(startup.config),
+            registry: Arc::clone(&shared.registry),
+            xferlog,
+            verification: Arc::clone(&shared.verification),
+        }),
+        limits: startup.limits,
+    })
 }
 
 /// A file-size limit (`ulimit -f`) must fail the upload with 552, not kill the server:

@@ -1,6 +1,7 @@
-//! Server: the accept loops (plain and implicit TLS), the per-address limit, and the
-//! graceful stop: on SIGINT or SIGTERM it stops accepting, tells idle sessions `421`, lets
-//! transfers finish for the grace period, and returns.
+//! Server: the accept loops (plain and implicit TLS), the per-address limit, reloads and the
+//! graceful stop: SIGHUP swaps in a new generation of settings for new sessions; SIGINT or
+//! SIGTERM stops accepting, tells idle sessions `421`, lets transfers finish for the grace
+//! period, and returns.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
@@ -9,6 +10,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::listen::{accept_until, spawn_small, wake_accept, ConnectionLimit};
+use sd_notify::NotifyState;
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
 
 use crate::config::Limits;
 use crate::deadline::send_before;
@@ -24,33 +28,53 @@ pub struct Listeners {
     pub implicit_tls: Option<TcpListener>,
 }
 
-/// Serves until SIGINT or SIGTERM, then stops gracefully within `grace`.
-pub fn serve(listeners: Listeners, context: Context, limits: Limits, grace: Duration) {
-    let context = Arc::new(context);
-    let stop = Arc::new(AtomicBool::new(false));
-    let wakers: std::io::Result<Vec<TcpListener>> = std::iter::once(&listeners.control)
-        .chain(listeners.implicit_tls.as_ref())
-        .map(TcpListener::try_clone)
-        .collect();
-    match wakers {
-        Ok(wakers) => {
-            let signalled = Arc::clone(&stop);
-            let installed = ctrlc::set_handler(move || {
-                signalled.store(true, Ordering::Release);
-                wakers.iter().for_each(wake_accept);
+/// What new connections are admitted with. A reload replaces it whole; sessions in progress
+/// keep the context they started with, so a transfer in flight is never disturbed.
+pub struct Generation {
+    /// Settings and shared state for new sessions.
+    pub context: Arc<Context>,
+    /// Connection limits for new connections.
+    pub limits: Limits,
+}
+
+/// Builds the next generation on SIGHUP (re-reading the config file and what it names), or
+/// says in one line why it cannot.
+pub type Reload = Box<dyn Fn() -> Result<Generation, String> + Send + Sync>;
+
+/// Serves until SIGINT or SIGTERM, then stops gracefully within `grace`; SIGHUP reloads.
+/// Tells systemd (when it started us with `NOTIFY_SOCKET`) where it stands.
+pub fn serve(listeners: Listeners, first: Generation, reload: Reload, grace: Duration) {
+    let registry = Arc::clone(&first.context.registry);
+    let stop = AtomicBool::new(false);
+    let gate = Gate::new(first);
+    let signals = Signals::new([SIGHUP, SIGINT, SIGTERM]);
+    let mut signals = match signals {
+        Ok(signals) => Some(signals),
+        Err(error) => {
+            log::warn!("no graceful shutdown or reload on signals: {error}");
+            None
+        }
+    };
+    let _ = sd_notify::notify(&[NotifyState::Ready]);
+    std::thread::scope(|scope| {
+        if let Some(signals) = signals.as_mut() {
+            let spawned = std::thread::Builder::new().spawn_scoped(scope, || {
+                for signal in signals.forever() {
+                    if signal == SIGHUP {
+                        gate.reload(&reload);
+                        continue;
+                    }
+                    let _ = sd_notify::notify(&[NotifyState::Stopping]);
+                    stop.store(true, Ordering::Release);
+                    wake_accept(&listeners.control);
+                    listeners.implicit_tls.iter().for_each(wake_accept);
+                    break;
+                }
             });
-            if let Err(error) = installed {
-                log::warn!("no graceful shutdown on signals: {error}");
+            if let Err(error) = spawned {
+                log::warn!("no graceful shutdown or reload on signals: {error}");
             }
         }
-        Err(error) => log::warn!("no graceful shutdown on signals: {error}"),
-    }
-    let gate = Gate {
-        context: &context,
-        total: ConnectionLimit::new(limits.max_clients),
-        per_ip: PerAddressLimit::new(limits.max_per_ip),
-    };
-    std::thread::scope(|scope| {
         if let Some(implicit) = &listeners.implicit_tls {
             let spawned = std::thread::Builder::new().spawn_scoped(scope, || {
                 accept_until(implicit, &stop, |stream, peer| {
@@ -66,17 +90,59 @@ pub fn serve(listeners: Listeners, context: Context, limits: Limits, grace: Dura
         });
     });
     log::info!("shutting down: no new connections; waiting up to {grace:?} for transfers");
-    context.registry.shut_down(grace);
+    registry.shut_down(grace);
 }
 
-/// What a connection passes before it gets a session thread.
-struct Gate<'a> {
-    context: &'a Arc<Context>,
+/// What a connection passes before it gets a session thread: the current generation's
+/// context and limits (the counts of live connections carry over from one to the next).
+struct Gate {
+    current: Mutex<Admission>,
+}
+
+#[derive(Clone)]
+struct Admission {
+    context: Arc<Context>,
     total: ConnectionLimit,
     per_ip: PerAddressLimit,
 }
 
-impl Gate<'_> {
+impl Gate {
+    fn new(first: Generation) -> Gate {
+        Gate {
+            current: Mutex::new(Admission {
+                context: first.context,
+                total: ConnectionLimit::new(first.limits.max_clients),
+                per_ip: PerAddressLimit::new(first.limits.max_per_ip),
+            }),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Admission> {
+        self.current
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// SIGHUP: the next generation, or the old one kept with one log line saying why.
+    fn reload(&self, reload: &Reload) {
+        let reloading = NotifyState::monotonic_usec_now()
+            .map(|now| vec![NotifyState::Reloading, now])
+            .unwrap_or_else(|_| vec![NotifyState::Reloading]);
+        let _ = sd_notify::notify(&reloading);
+        match reload() {
+            Ok(next) => {
+                let mut current = self.lock();
+                current.total = current.total.with_max(next.limits.max_clients);
+                current.per_ip = current.per_ip.with_max(next.limits.max_per_ip);
+                current.context = next.context;
+                drop(current);
+                log::info!("reloaded: new sessions use the new settings");
+            }
+            Err(problem) => log::error!("reload refused, old settings stay in force: {problem}"),
+        }
+        let _ = sd_notify::notify(&[NotifyState::Ready]);
+    }
+
     fn admit(&self, stream: TcpStream, peer: SocketAddr, implicit_tls: bool) {
         let refuse = |why: &str| {
             log::warn!("refused {peer}: {why}");
@@ -87,14 +153,15 @@ impl Gate<'_> {
             // Only what the socket takes at once: the accept loop never waits on a client.
             let _ = send_before(&stream, &reply.to_bytes(), Instant::now());
         };
-        let Some(slot) = self.total.try_acquire() else {
+        let admission = self.lock().clone();
+        let Some(slot) = admission.total.try_acquire() else {
             return refuse("server full");
         };
-        let Some(address_slot) = self.per_ip.try_acquire(peer.ip()) else {
+        let Some(address_slot) = admission.per_ip.try_acquire(peer.ip()) else {
             return refuse("too many from your address");
         };
         log::info!("session start {peer} ({} live)", slot.live());
-        let context = Arc::clone(self.context);
+        let context = admission.context;
         let session = move || {
             session::serve(stream, peer, context, implicit_tls);
             let live = slot.live() - 1;
@@ -108,7 +175,7 @@ impl Gate<'_> {
 }
 
 /// Live connection counts per client address.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct PerAddressLimit {
     counts: Arc<Mutex<HashMap<IpAddr, usize>>>,
     max: usize,
@@ -124,6 +191,14 @@ impl PerAddressLimit {
     fn new(max: usize) -> PerAddressLimit {
         PerAddressLimit {
             counts: Arc::default(),
+            max,
+        }
+    }
+
+    /// The same counts under a new maximum.
+    fn with_max(&self, max: usize) -> PerAddressLimit {
+        PerAddressLimit {
+            counts: Arc::clone(&self.counts),
             max,
         }
     }

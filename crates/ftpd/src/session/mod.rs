@@ -54,17 +54,18 @@ const FEATURES: [&str; 10] = [
     " UTF8",
 ];
 
-/// What every session reads: the fixed settings, and beside them the live shared state.
+/// What a session reads: the settings it started with (a reload makes a new context for new
+/// sessions), and beside them the live state every generation shares.
 #[derive(Debug)]
 pub struct Context {
-    /// Settings, fixed at start-up.
-    pub config: Config,
+    /// Settings, fixed for this session's life.
+    pub config: Arc<Config>,
     /// The live sessions, for a graceful shutdown.
-    pub registry: Registry,
-    /// The transfer log, when one was asked for.
-    pub xferlog: Option<Xferlog>,
+    pub registry: Arc<Registry>,
+    /// The transfer log, when one was asked for (reopened by each reload).
+    pub xferlog: Option<Arc<Xferlog>>,
     /// Bounds concurrent password checks.
-    pub verification: VerificationGate,
+    pub verification: Arc<VerificationGate>,
 }
 
 /// Where the login stands.

@@ -569,7 +569,7 @@ impl TransferJob {
             };
         let _ = self.control.send(&end.reply());
         self.record.log(
-            self.context.xferlog.as_ref(),
+            self.context.xferlog.as_deref(),
             self.peer,
             &end.outcome(),
             bytes,

@@ -1,0 +1,142 @@
+//! ftpd as a service (issue 11): SIGHUP reloads the config file and the users file for new
+//! sessions while old ones keep their settings, a broken config is refused with the old one
+//! kept, and systemd hears READY, RELOADING and STOPPING on its notify socket.
+
+mod support;
+
+use std::os::unix::net::UnixDatagram;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use support::{put, Raw, FTPD};
+use testkit::Server;
+
+/// A server started with `--config FILE` over `root`, with `NOTIFY_SOCKET` when given.
+fn start(
+    config: &std::path::Path,
+    root: &std::path::Path,
+    notify: Option<&std::path::Path>,
+) -> Server {
+    let mut command = Command::new(FTPD);
+    command
+        .args(["--host", "127.0.0.1", "--port", "0", "--root"])
+        .arg(root)
+        .arg("--config")
+        .arg(config);
+    if let Some(socket) = notify {
+        command.env("NOTIFY_SOCKET", socket);
+    }
+    Server::spawn(command)
+}
+
+fn logged_in(server: &Server, user: &str, password: &str) -> Raw {
+    let mut raw = Raw::connect(server.addr);
+    raw.expect(&format!("USER {user}"), 331);
+    raw.expect(&format!("PASS {password}"), 230);
+    raw
+}
+
+/// Sends SIGHUP and waits for the `n`th log line that says how the reload went.
+fn reload(server: &Server, n: usize) -> String {
+    server.signal("HUP");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let outcomes: Vec<String> = server
+            .log_lines()
+            .into_iter()
+            .filter(|line| line.contains("reloaded") || line.contains("reload refused"))
+            .collect();
+        if outcomes.len() >= n {
+            return outcomes[n - 1].clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no reload outcome: {:?}",
+            server.log_lines()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn sighup_reloads_for_new_sessions_and_keeps_old_ones_on_their_settings_issue_11() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let config = dir.path().join("ftpd.toml");
+    let users = dir.path().join("users");
+    let hash = ftpd::users::hash_password("old").unwrap();
+    std::fs::write(&users, format!("alice:{hash}:ro\n")).unwrap();
+    std::fs::write(&config, format!("users = {users:?}\nanonymous = true\n")).unwrap();
+    let server = start(&config, root.path(), None);
+    let mut before = logged_in(&server, "anonymous", "x");
+    before.passive();
+    before.expect("STOR refused.txt", 550);
+
+    // Anonymous may now write, and bob exists: both for the next login only.
+    let bob = ftpd::users::hash_password("new").unwrap();
+    std::fs::write(&users, format!("alice:{hash}:ro\nbob:{bob}:rw\n")).unwrap();
+    std::fs::write(
+        &config,
+        format!("users = {users:?}\nanonymous = true\nwrite = true\n"),
+    )
+    .unwrap();
+    let outcome = reload(&server, 1);
+    assert!(outcome.contains("reloaded"), "{outcome}");
+    let mut after = logged_in(&server, "anonymous", "x");
+    assert_eq!(after.upload("STOR new.txt", b"after the reload").code, 226);
+    assert_eq!(
+        std::fs::read(root.path().join("new.txt")).unwrap(),
+        b"after the reload"
+    );
+    let mut bob = logged_in(&server, "bob", "new");
+    bob.expect("PWD", 257);
+    // The session from before the reload keeps the settings it started with.
+    before.passive();
+    before.expect("STOR still-refused.txt", 550);
+
+    // A broken config is refused in one line, and the last good one stays in force.
+    std::fs::write(&config, "write = true\nmax-client = 3\n").unwrap();
+    let outcome = reload(&server, 2);
+    assert!(
+        outcome.contains("reload refused") && outcome.contains("max-client"),
+        "{outcome}"
+    );
+    let mut later = logged_in(&server, "bob", "new");
+    assert_eq!(later.upload("STOR later.txt", b"still served").code, 226);
+}
+
+#[test]
+fn systemd_hears_ready_reloading_and_stopping_issue_11() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = tempfile::tempdir().unwrap();
+    put(root.path(), "f", b"f");
+    let config = dir.path().join("ftpd.toml");
+    std::fs::write(&config, "").unwrap();
+    let socket_path = dir.path().join("notify.sock");
+    let socket = UnixDatagram::bind(&socket_path).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let receive = || {
+        let mut buffer = [0u8; 512];
+        let count = socket.recv(&mut buffer).expect("a notification");
+        String::from_utf8_lossy(&buffer[..count]).into_owned()
+    };
+    let mut server = start(&config, root.path(), Some(&socket_path));
+    assert_eq!(receive(), "READY=1\n");
+    server.signal("HUP");
+    let reloading = receive();
+    assert!(
+        reloading.starts_with("RELOADING=1\nMONOTONIC_USEC="),
+        "{reloading:?}"
+    );
+    assert_eq!(receive(), "READY=1\n");
+    let mut raw = logged_in(&server, "anonymous", "x");
+    raw.expect("SIZE f", 213);
+    server.signal("TERM");
+    assert_eq!(receive(), "STOPPING=1\n");
+    let status = server
+        .wait_exit(Duration::from_secs(15))
+        .expect("ftpd exited");
+    assert!(status.success(), "{status:?}");
+}
