@@ -3,6 +3,7 @@
 //! the terminal mode on a real pseudo-terminal through tmux.
 
 use std::process::{Command, Output};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -205,6 +206,48 @@ fn a_killed_server_goes_offline_and_comes_back_on_its_port() {
     );
 }
 
+/// clockwall's `watch::SILENCE_TIMEOUT` (this package does not link clockwall): how long a
+/// connected server may send no line before its column goes offline.
+const SILENCE_TIMEOUT: Duration = Duration::from_secs(3);
+
+#[test]
+fn a_stopped_server_goes_offline_and_comes_back_when_continued_issue_15() {
+    let servers = start_clocks();
+    let mut command = Command::new(workspace_binary("clockwall"));
+    command.args(wall_args(&servers));
+    let client = LineClient::spawn(command);
+    let is_time = |value: &String| clock_line_seconds(value).is_some();
+    wait_for(&client, Duration::from_secs(4), |values| {
+        values.iter().all(is_time)
+    });
+
+    // A stopped process keeps its socket open and its kernel keeps accepting: only the
+    // silence tells the wall it is gone.
+    servers[1].signal("STOP");
+    let stopped = Instant::now();
+    wait_for(
+        &client,
+        SILENCE_TIMEOUT + Duration::from_secs(3),
+        |values| values[1] == "offline" && is_time(&values[0]) && is_time(&values[2]),
+    );
+    // Its last line came at most a second before the stop, so the silence rule (and not
+    // something quicker) is what took it offline.
+    assert!(
+        stopped.elapsed() >= SILENCE_TIMEOUT - Duration::from_secs(1),
+        "offline {:?} after SIGSTOP",
+        stopped.elapsed()
+    );
+
+    servers[1].signal("CONT");
+    let line = wait_for(&client, Duration::from_secs(6), |values| {
+        values.iter().all(is_time)
+    });
+    assert!(
+        common_instant(&line).is_some(),
+        "columns disagree after SIGCONT: {line}"
+    );
+}
+
 #[test]
 fn piped_into_head_ends_quietly() {
     let servers = start_clocks();
@@ -234,9 +277,16 @@ struct Tmux {
 impl Tmux {
     /// A detached 100×10 session running `shell_command`.
     fn start(shell_command: &str) -> Tmux {
+        // One tmux server per test: tests run in parallel, and a shared server would let one
+        // test capture or kill another's pane.
+        static STARTED: AtomicUsize = AtomicUsize::new(0);
         require_tool("tmux", "tmux");
         let tmux = Tmux {
-            socket: format!("clockwall-e2e-{}", std::process::id()),
+            socket: format!(
+                "clockwall-e2e-{}-{}",
+                std::process::id(),
+                STARTED.fetch_add(1, Ordering::Relaxed)
+            ),
         };
         let output = tmux.run(&["new-session", "-d", "-x", "100", "-y", "10", shell_command]);
         assert!(output.status.success(), "tmux new-session: {output:?}");
@@ -347,4 +397,91 @@ fn on_a_terminal_one_table_is_redrawn_in_place() {
     });
     assert_eq!(after.len(), 4, "{}", after.join("\n"));
     assert_eq!(tmux.pane_flag("cursor_flag"), "1", "cursor not restored");
+}
+
+/// Display columns of `text`, counting a CJK character as two (enough for these tests).
+fn display_width(text: &str) -> usize {
+    text.chars()
+        .map(|c| {
+            if ('\u{3000}'..='\u{9fff}').contains(&c) {
+                2
+            } else {
+                1
+            }
+        })
+        .sum()
+}
+
+#[test]
+fn on_a_resized_terminal_the_table_fits_and_stays_aligned_issue_15() {
+    let servers = start_clocks();
+    // Twenty display columns: wider than a column gets on a 41-column terminal.
+    let long = "東京都千代田区丸の内";
+    let names = ["NewYork", long, "Kolkata"];
+    let args: Vec<String> = names
+        .iter()
+        .zip(&servers)
+        .map(|(name, server)| format!("{name}={}", server.addr))
+        .collect();
+    let shell_command = format!(
+        "bash -c \"'{}' {}; echo exit \\$?; sleep 60\"",
+        workspace_binary("clockwall").display(),
+        args.join(" ")
+    );
+    let tmux = Tmux::start(&shell_command);
+    let has_times = |screen: &[String]| {
+        screen.get(2).is_some_and(|row| {
+            let times: Vec<&str> = row.split_whitespace().collect();
+            times.len() == 3 && times.iter().all(|t| clock_line_seconds(t).is_some())
+        })
+    };
+    let wide = tmux.wait_for_screen(Duration::from_secs(5), |screen| {
+        has_times(screen) && screen[0].contains(long)
+    });
+    assert_eq!(
+        wide[0],
+        format!("NewYork{}{long}{}Kolkata", " ".repeat(11), " ".repeat(2)),
+        "100 columns hold every name whole"
+    );
+
+    // 41 columns: the wall leaves the last one empty, and 40 less two gaps is three columns of
+    // 12; the long name is cut by display width, never through a character, and every row
+    // keeps the same column starts.
+    let output = tmux.run(&["resize-window", "-x", "41", "-y", "10"]);
+    assert!(output.status.success(), "tmux resize-window: {output:?}");
+    let resized = Instant::now();
+    let narrow = tmux.wait_for_screen(Duration::from_secs(3), |screen| {
+        has_times(screen) && screen[0].contains('…')
+    });
+    eprintln!("redrawn {:?} after the resize", resized.elapsed());
+    assert_eq!(narrow.len(), 3, "not one table:\n{}", narrow.join("\n"));
+    assert_eq!(
+        narrow[0],
+        format!(
+            "NewYork{}東京都千代…{}Kolkata",
+            " ".repeat(7),
+            " ".repeat(3)
+        )
+    );
+    for row in &narrow {
+        assert!(display_width(row) <= 40, "wider than the terminal: {row}");
+    }
+    let times_row = &narrow[2];
+    for (time, column) in times_row.split_whitespace().zip([0, 14, 28]) {
+        let byte = times_row.find(time).expect("time in its row");
+        assert_eq!(
+            display_width(&times_row[..byte]),
+            column,
+            "misaligned: {times_row}"
+        );
+    }
+    let rules: Vec<&str> = narrow[1].split_whitespace().collect();
+    assert_eq!(rules, ["─".repeat(12), "─".repeat(12), "─".repeat(12)]);
+
+    // Wide again: the whole name comes back.
+    let output = tmux.run(&["resize-window", "-x", "100", "-y", "10"]);
+    assert!(output.status.success(), "tmux resize-window: {output:?}");
+    tmux.wait_for_screen(Duration::from_secs(3), |screen| {
+        has_times(screen) && screen[0].contains(long) && !screen[0].contains('…')
+    });
 }

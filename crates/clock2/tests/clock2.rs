@@ -315,3 +315,83 @@ fn resources_return_to_baseline_after_2000_clients_come_and_go() {
         "RSS {base_rss} KiB → peak {peak_rss} KiB → {rss} KiB after all left"
     );
 }
+
+// Issue 15: how `TZ` is read. One test per case, each against an independent reference.
+
+/// The seconds of day clock2 shows with `TZ` as given (`None`: unset).
+fn shown_seconds_with_tz(tz: Option<&str>) -> (u32, String) {
+    let server = start(&[], tz);
+    let line = LineClient::nc(server.addr)
+        .next_line(LINE_WAIT)
+        .expect("line");
+    let shown = clock_line_seconds(&line).unwrap_or_else(|| panic!("not HH:MM:SS: {line:?}"));
+    (shown, line)
+}
+
+/// The system's time of day as the C library sees it: `date` with `TZ` unset.
+fn system_seconds_of_day_by_date() -> u32 {
+    let mut date = Command::new("date");
+    date.arg("+%H:%M:%S").env_remove("TZ");
+    let output = run_with_timeout(date, Duration::from_secs(10));
+    assert!(output.status.success(), "date failed: {output:?}");
+    let text = String::from_utf8_lossy(&output.stdout);
+    clock_line_seconds(text.trim()).unwrap_or_else(|| panic!("date said {text:?}"))
+}
+
+#[test]
+fn tz_unset_uses_the_system_zone_as_date_does_issue_15() {
+    let (shown, line) = shown_seconds_with_tz(None);
+    let reference = system_seconds_of_day_by_date();
+    assert!(
+        seconds_apart(shown, reference) <= 1,
+        "TZ unset showed {line}, date +%H:%M:%S says {reference} s into the day"
+    );
+}
+
+#[test]
+fn tz_empty_means_utc_issue_15() {
+    let (shown, line) = shown_seconds_with_tz(Some(""));
+    assert!(
+        seconds_apart(shown, seconds_of_day_in(Tz::UTC)) <= 1,
+        "TZ= showed {line}"
+    );
+}
+
+#[test]
+fn tz_colon_name_is_that_zone_issue_15() {
+    let (shown, line) = shown_seconds_with_tz(Some(":Asia/Tokyo"));
+    assert!(
+        seconds_apart(shown, seconds_of_day_in(Tz::Asia__Tokyo)) <= 1,
+        "TZ=:Asia/Tokyo showed {line}"
+    );
+}
+
+#[test]
+fn tz_name_is_that_zone_issue_15() {
+    let (shown, line) = shown_seconds_with_tz(Some("Asia/Tokyo"));
+    assert!(
+        seconds_apart(shown, seconds_of_day_in(Tz::Asia__Tokyo)) <= 1,
+        "TZ=Asia/Tokyo showed {line}"
+    );
+}
+
+#[test]
+fn tz_garbage_is_exit_2_with_one_error_line_naming_it_issue_15() {
+    let mut command = Command::new(CLOCK2);
+    command
+        .args(["--host", "127.0.0.1", "--port", "0"])
+        .env("TZ", "Not a/Zone!");
+    let output = run_with_timeout(command, Duration::from_secs(10));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    let errors: Vec<&str> = stderr
+        .lines()
+        .filter(|line| line.starts_with("error:"))
+        .collect();
+    assert_eq!(errors.len(), 1, "{stderr}");
+    assert!(errors[0].contains("'Not a/Zone!'"), "{stderr}");
+    assert!(
+        !stderr.contains("listening on"),
+        "bound before failing: {stderr}"
+    );
+}

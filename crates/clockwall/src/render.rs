@@ -75,17 +75,54 @@ pub fn column_widths(names: &[String]) -> Vec<usize> {
         .collect()
 }
 
+/// Column widths that fit `total` display columns with the gaps between them: when the
+/// natural `widths` are too wide, the widest are narrowed first, all to one cap (the largest
+/// that fits), with any columns left over shared one each among the narrowed ones. With too
+/// many columns for even one column each, every column is one wide.
+pub fn fit_widths(widths: &[usize], total: usize) -> Vec<usize> {
+    let gaps = GAP.len() * widths.len().saturating_sub(1);
+    let room = total.saturating_sub(gaps);
+    let used = |cap: usize| widths.iter().map(|&width| width.min(cap)).sum::<usize>();
+    if used(usize::MAX) <= room {
+        return widths.to_vec();
+    }
+    let widest = widths.iter().copied().max().unwrap_or(0);
+    let cap = (1..widest)
+        .rev()
+        .find(|&cap| used(cap) <= room)
+        .unwrap_or(1);
+    let mut spare = room.saturating_sub(used(cap));
+    widths
+        .iter()
+        .map(|&width| {
+            if width > cap && spare > 0 {
+                spare -= 1;
+                cap + 1
+            } else {
+                width.min(cap)
+            }
+        })
+        .collect()
+}
+
 /// The table a terminal shows: names, a rule, then each server's latest line, in argument
 /// order and aligned by display width (a CJK character takes two columns).
 pub fn table(names: &[String], links: &[Link], now: Instant) -> Vec<String> {
-    let widths = column_widths(names);
+    table_within(names, links, now, usize::MAX)
+}
+
+/// [`table`] no wider than `total` display columns (a terminal's width): columns are narrowed
+/// by [`fit_widths`] and what no longer fits ends in `…`, never half a wide character, so
+/// every row stays aligned.
+pub fn table_within(names: &[String], links: &[Link], now: Instant, total: usize) -> Vec<String> {
+    let widths = fit_widths(&column_widths(names), total);
     let row = |cells: Vec<String>| {
         let padded: Vec<String> = cells
             .iter()
             .zip(&widths)
             .map(|(cell, &width)| pad(cell, width))
             .collect();
-        padded.join(GAP).trim_end().to_owned()
+        fit(padded.join(GAP).trim_end(), total)
     };
     let headings = names
         .iter()
@@ -224,6 +261,63 @@ mod tests {
         let table = table(&names(&[long, "x"]), &[Link::Offline, Link::Offline], now);
         assert_eq!(table[0], format!("{long}  x"));
         assert_eq!(table[2], format!("offline{}  offline", " ".repeat(13)));
+    }
+
+    #[test]
+    fn widths_that_fit_are_kept_and_the_widest_narrow_first() {
+        assert_eq!(fit_widths(&[16, 16, 16], 52), [16, 16, 16]);
+        assert_eq!(fit_widths(&[16, 16, 16], usize::MAX), [16, 16, 16]);
+        // 40 columns less two gaps of two: 36, shared 12 each.
+        assert_eq!(fit_widths(&[16, 16, 16], 40), [12, 12, 12]);
+        // A narrow column keeps its width; the spare column goes to the first narrowed one.
+        assert_eq!(fit_widths(&[16, 30, 8], 36), [12, 12, 8]);
+        assert_eq!(fit_widths(&[16, 30, 8], 37), [13, 12, 8]);
+        assert_eq!(fit_widths(&[16, 16], 3), [1, 1]);
+    }
+
+    #[test]
+    fn a_narrow_terminal_shortens_columns_by_display_width_issue_15() {
+        let now = Instant::now();
+        let names = names(&["NewYork", "東京都千代田区丸の内", "London"]);
+        let links = [
+            connected(now, "21:04:05", 200),
+            connected(now, "10:04:05", 200),
+            Link::Offline,
+        ];
+        let table = table_within(&names, &links, now, 36);
+        // 36 less two gaps: 32, so 11 + 11 + 10.
+        let expected = [
+            "NewYork      東京都千代…  London",
+            "───────────  ───────────  ──────────",
+            "21:04:05     10:04:05     offline",
+        ];
+        assert_eq!(table, expected);
+        for line in &table {
+            assert!(line.width() <= 36, "{line}");
+        }
+        // The second column starts at display column 13 on every row.
+        let starts = [
+            table[0].find('東').unwrap(),
+            table[1].find("  ─").unwrap() + 2,
+            table[2].find("10:").unwrap(),
+        ];
+        for (line, byte) in table.iter().zip(starts) {
+            assert_eq!(line[..byte].width(), 13, "{line}");
+        }
+    }
+
+    #[test]
+    fn too_many_columns_for_the_terminal_cut_the_row_with_an_ellipsis() {
+        let now = Instant::now();
+        let table = table_within(
+            &names(&["東京", "大阪", "京都"]),
+            &[Link::Offline, Link::Offline, Link::Offline],
+            now,
+            5,
+        );
+        for line in &table {
+            assert!(line.width() <= 5 && line.ends_with('…'), "{line:?}");
+        }
     }
 
     #[test]

@@ -97,24 +97,78 @@ fn run_piped(names: &[String], board: &Board) -> io::Result<Outcome> {
     }
 }
 
-/// One table redrawn in place, cursor hidden, until Ctrl-C (or SIGTERM/SIGHUP).
+/// What wakes the terminal loop besides its redraw time.
+enum Wake {
+    /// Ctrl-C, SIGTERM or SIGHUP: restore the terminal and end.
+    Interrupt,
+    /// SIGWINCH: the terminal changed size; redraw now at the new width.
+    Resize,
+}
+
+/// One table redrawn in place, cursor hidden, until Ctrl-C (or SIGTERM/SIGHUP), fitted to the
+/// terminal's width and redrawn at once when the terminal is resized.
 fn run_on_terminal(names: &[String], board: &Board) -> io::Result<Outcome> {
-    let (signal_tx, signals) = mpsc::channel();
+    let (wake_tx, wakes) = mpsc::channel();
+    let interrupt_tx = wake_tx.clone();
     ctrlc::set_handler(move || {
-        let _ = signal_tx.send(());
+        let _ = interrupt_tx.send(Wake::Interrupt);
     })
     .map_err(|error| io::Error::other(format!("cannot handle ctrl-c: {error}")))?;
+    forward_resizes(wake_tx)?;
+    let draw = |screen: &mut Screen<io::Stdout>| {
+        // The last column stays empty: with auto-wrap off the cursor stays on it after the
+        // last character, and the erase-to-end-of-line after each row would wipe that.
+        let width = terminal_width().map_or(usize::MAX, |columns| columns - 1);
+        screen.draw(&render::table_within(
+            names,
+            &board.snapshot(),
+            Instant::now(),
+            width,
+        ))
+    };
     let mut due = next_redraw(SystemTime::now() + FIRST_REDRAW_AFTER);
     let mut screen = Screen::take(io::stdout())?;
-    screen.draw(&render::table(names, &board.snapshot(), Instant::now()))?;
+    draw(&mut screen)?;
     loop {
-        match signals.recv_timeout(until(due)) {
-            Err(RecvTimeoutError::Timeout) => {}
-            Ok(()) | Err(RecvTimeoutError::Disconnected) => return Ok(Outcome::Interrupted),
+        match wakes.recv_timeout(until(due)) {
+            Err(RecvTimeoutError::Timeout) => {
+                draw(&mut screen)?;
+                due = next_redraw(due.max(SystemTime::now()));
+            }
+            // Out of turn: the next redraw stays on its second boundary.
+            Ok(Wake::Resize) => draw(&mut screen)?,
+            Ok(Wake::Interrupt) | Err(RecvTimeoutError::Disconnected) => {
+                return Ok(Outcome::Interrupted)
+            }
         }
-        screen.draw(&render::table(names, &board.snapshot(), Instant::now()))?;
-        due = next_redraw(due.max(SystemTime::now()));
     }
+}
+
+/// Sends a [`Wake::Resize`] to `wake_tx` on every SIGWINCH, from a thread that waits for
+/// nothing else and lives as long as the process (or until the loop has gone).
+fn forward_resizes(wake_tx: mpsc::Sender<Wake>) -> io::Result<()> {
+    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGWINCH])
+        .map_err(|error| io::Error::other(format!("cannot handle SIGWINCH: {error}")))?;
+    thread::Builder::new()
+        .name("resize".to_owned())
+        .spawn(move || {
+            for _ in signals.forever() {
+                if wake_tx.send(Wake::Resize).is_err() {
+                    break;
+                }
+            }
+        })
+        .map(drop)
+        .map_err(|error| io::Error::new(error.kind(), format!("cannot start a thread: {error}")))
+}
+
+/// The terminal's width in columns, read afresh for every redraw; `None` when stdout is not
+/// a terminal or the terminal does not say.
+fn terminal_width() -> Option<usize> {
+    rustix::termios::tcgetwinsize(io::stdout())
+        .ok()
+        .map(|size| usize::from(size.ws_col))
+        .filter(|&columns| columns > 0)
 }
 
 /// The terminal while the wall owns it: cursor hidden and line wrap off (so a narrow window

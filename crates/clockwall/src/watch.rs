@@ -1,7 +1,8 @@
 //! Watch: one thread per server that keeps a connection up and posts every line it reads to
-//! the shared [`Board`], so the display never waits on a slow or dead server.
+//! the shared [`Board`], so the display never waits on a slow, dead or hung server.
 
-use std::io::{self, BufRead, BufReader, ErrorKind};
+use std::cell::Cell;
+use std::io::{self, BufRead, BufReader, ErrorKind, Read};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread;
@@ -16,6 +17,12 @@ pub const MAX_LINE: usize = 1024;
 
 /// How long one connection attempt to one address may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long a connected server may go without sending a complete line before it is dropped
+/// as hung and shown `offline`. Our clock servers send one every second, so this is three
+/// missed lines; a stopped (SIGSTOP) or wedged server keeps its socket open and would
+/// otherwise show its last time as `(stale)` for ever.
+pub const SILENCE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// The first wait before reconnecting; it doubles on every failure up to [`MAX_BACKOFF`].
 pub const FIRST_BACKOFF: Duration = Duration::from_secs(1);
@@ -111,7 +118,8 @@ pub fn start_watchers(targets: &[Target], board: &Arc<Board>) -> io::Result<()> 
 }
 
 /// Keeps `target` connected for ever: reads its lines into `column`, and after a failed
-/// attempt or a hang-up marks it offline and retries after the next backoff delay.
+/// attempt, a hang-up or [`SILENCE_TIMEOUT`] without a line marks it offline and retries after
+/// the next backoff delay.
 pub fn watch(target: &Target, column: usize, board: &Board) {
     let mut backoff = Backoff::default();
     loop {
@@ -123,15 +131,73 @@ pub fn watch(target: &Target, column: usize, board: &Board) {
                     last: None,
                 },
             );
-            let mut reader = BufReader::new(stream);
-            // A read error ends this connection just as EOF does: offline, then reconnect.
-            let _ = read_bounded_lines(&mut reader, MAX_LINE, |line| {
+            // A read error or silence ends this connection just as EOF does: offline, then
+            // reconnect.
+            let _ = read_lines_until_silent(stream, SILENCE_TIMEOUT, |line| {
                 backoff.reset();
                 board.post_line(column, sanitize(&String::from_utf8_lossy(line)));
             });
         }
         board.set(column, Link::Offline);
         thread::sleep(backoff.next_delay());
+    }
+}
+
+/// Reads bounded lines from `stream` into `on_line` until EOF, an error, or `silence` passes
+/// without a complete line (counted from the start, then from each line), which is an error
+/// of kind `TimedOut`. The stream is closed on return.
+pub fn read_lines_until_silent(
+    stream: TcpStream,
+    silence: Duration,
+    mut on_line: impl FnMut(&[u8]),
+) -> io::Result<()> {
+    let deadline = Cell::new(Instant::now() + silence);
+    let mut reader = BufReader::new(LineDeadline {
+        stream,
+        deadline: &deadline,
+        silence,
+    });
+    read_bounded_lines(&mut reader, MAX_LINE, |line| {
+        deadline.set(Instant::now() + silence);
+        on_line(line);
+    })
+}
+
+/// A connection whose every read gives up at `deadline`, which the line reader moves on
+/// after each complete line. Bytes without a newline do not move it, so a server trickling
+/// garbage is dropped like a silent one.
+struct LineDeadline<'a> {
+    stream: TcpStream,
+    deadline: &'a Cell<Instant>,
+    silence: Duration,
+}
+
+impl Read for LineDeadline<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let left = self
+            .deadline
+            .get()
+            .saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(self.silent());
+        }
+        // SO_RCVTIMEO: the kernel ends the read at the deadline (EAGAIN).
+        self.stream.set_read_timeout(Some(left))?;
+        match self.stream.read(buf) {
+            Err(error) if matches!(error.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                Err(self.silent())
+            }
+            other => other,
+        }
+    }
+}
+
+impl LineDeadline<'_> {
+    fn silent(&self) -> io::Error {
+        io::Error::new(
+            ErrorKind::TimedOut,
+            format!("no line for {:?}", self.silence),
+        )
     }
 }
 
@@ -269,6 +335,62 @@ mod tests {
         }
         let error = read_bounded_lines(&mut BufReader::new(Reset), 8, |_| {}).unwrap_err();
         assert_eq!(error.kind(), ErrorKind::ConnectionReset);
+    }
+
+    /// A local server that sends `lines`, then keeps the connection open and says nothing
+    /// until the returned sender is dropped.
+    fn silent_after(lines: &'static [u8]) -> (TcpStream, std::sync::mpsc::Sender<()>) {
+        use std::io::Write;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (mut server, _) = listener.accept().unwrap();
+        server.write_all(lines).unwrap();
+        let (hold, release) = std::sync::mpsc::channel::<()>();
+        thread::spawn(move || {
+            let _ = release.recv_timeout(Duration::from_secs(30));
+            drop(server);
+        });
+        (client, hold)
+    }
+
+    #[test]
+    fn a_silent_server_times_out_after_its_last_line_issue_15() {
+        let (stream, _hold) = silent_after(b"10:00:00\n10:00:01\npartial");
+        let started = Instant::now();
+        let mut lines = Vec::new();
+        let error = read_lines_until_silent(stream, Duration::from_millis(300), |line| {
+            lines.push(String::from_utf8_lossy(line).into_owned())
+        })
+        .unwrap_err();
+        let took = started.elapsed();
+        assert_eq!(error.kind(), ErrorKind::TimedOut, "{error}");
+        assert_eq!(lines, ["10:00:00", "10:00:01"]);
+        assert!(
+            took >= Duration::from_millis(300) && took < Duration::from_secs(3),
+            "took {took:?}"
+        );
+    }
+
+    #[test]
+    fn each_line_moves_the_silence_deadline_on_issue_15() {
+        use std::io::Write;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (mut server, _) = listener.accept().unwrap();
+        // Six lines 100 ms apart outlast a 300 ms silence limit only if each line resets it.
+        let sender = thread::spawn(move || {
+            for n in 0..6 {
+                server.write_all(format!("{n}\n").as_bytes()).unwrap();
+                thread::sleep(Duration::from_millis(100));
+            }
+            server
+        });
+        let mut lines = 0;
+        let error = read_lines_until_silent(client, Duration::from_millis(300), |_| lines += 1)
+            .unwrap_err();
+        let _server = sender.join().unwrap();
+        assert_eq!(error.kind(), ErrorKind::TimedOut, "{error}");
+        assert_eq!(lines, 6);
     }
 
     #[test]

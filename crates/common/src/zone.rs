@@ -37,8 +37,14 @@ impl std::error::Error for UnknownZone {}
 
 impl Zone {
     /// Parses a `TZ`-style value: `Asia/Tokyo`, POSIX's `:Asia/Tokyo` form, or `UTC`.
+    ///
+    /// An empty value (`TZ=`, or `TZ=:`) means UTC, as in the C library and Go: clap hands a
+    /// set-but-empty `TZ` to this parser, so this is where that rule has to live.
     pub fn parse(value: &str) -> Result<Zone, UnknownZone> {
         let name = value.strip_prefix(':').unwrap_or(value).trim();
+        if name.is_empty() {
+            return Ok(Zone::Named(Tz::UTC));
+        }
         name.parse::<Tz>()
             .map(Zone::Named)
             .map_err(|_| UnknownZone(value.to_owned()))
@@ -48,11 +54,7 @@ impl Zone {
     ///
     /// An empty `TZ` means UTC, as in the C library.
     pub fn resolve(value: Option<&str>) -> Result<Zone, UnknownZone> {
-        match value {
-            Some("") => Ok(Zone::Named(Tz::UTC)),
-            Some(value) => Zone::parse(value),
-            None => Ok(Zone::system()),
-        }
+        value.map_or_else(|| Ok(Zone::system()), Zone::parse)
     }
 
     /// The system's zone, named when /etc/localtime points into the tz database.
@@ -111,8 +113,10 @@ mod tests {
     }
 
     #[test]
-    fn empty_tz_means_utc_and_absent_tz_means_system() {
+    fn empty_tz_means_utc_and_absent_tz_means_system_issue_15() {
         assert_eq!(Zone::resolve(Some("")).unwrap(), Zone::Named(Tz::UTC));
+        assert_eq!(Zone::parse("").unwrap(), Zone::Named(Tz::UTC));
+        assert_eq!(Zone::parse(":").unwrap(), Zone::Named(Tz::UTC));
         assert_eq!(Zone::resolve(None).unwrap(), Zone::system());
     }
 
