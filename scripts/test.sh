@@ -16,6 +16,7 @@ declare -A clients=(
   [lftp]=lftp
   [curl]=curl
   [python3]=python3
+  [systemd-socket-activate]=systemd
 )
 
 missing=()

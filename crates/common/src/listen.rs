@@ -35,7 +35,7 @@ pub fn listen_announced(host: &str, port: u16) -> io::Result<TcpListener> {
     for addr in (host, port).to_socket_addrs()? {
         match bind(addr) {
             Ok(listener) => {
-                eprintln!("listening on {}", listener.local_addr()?);
+                announce(&listener)?;
                 return Ok(listener);
             }
             Err(error) => last_error = Some(error),
@@ -43,6 +43,13 @@ pub fn listen_announced(host: &str, port: u16) -> io::Result<TcpListener> {
     }
     Err(last_error
         .unwrap_or_else(|| io::Error::new(ErrorKind::NotFound, format!("{host} has no address"))))
+}
+
+/// Prints the `listening on ADDR` line for a listener bound elsewhere (one handed over by
+/// systemd's socket activation, say), so every listener is announced the same way.
+pub fn announce(listener: &TcpListener) -> io::Result<()> {
+    eprintln!("listening on {}", listener.local_addr()?);
+    Ok(())
 }
 
 /// Binds like std's `TcpListener::bind` (with `SO_REUSEADDR`, so a restarted server gets its

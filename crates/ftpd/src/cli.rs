@@ -78,6 +78,8 @@ pub struct Startup {
     pub anonymous: Option<Access>,
     /// The served directory as given, for the start-up log line.
     pub root: PathBuf,
+    /// The user to become after binding, when started as root.
+    pub user: Option<String>,
 }
 
 /// Why the server could not start.
@@ -97,6 +99,8 @@ pub enum StartupError {
     Xferlog(PathBuf, std::io::Error),
     /// A port cannot be bound.
     Listen(String, std::io::Error),
+    /// Socket activation or the switch to the service user failed.
+    Service(String),
 }
 
 impl std::fmt::Display for StartupError {
@@ -113,6 +117,7 @@ impl std::fmt::Display for StartupError {
                 write!(f, "cannot open xferlog {}: {error}", path.display())
             }
             StartupError::Listen(what, error) => write!(f, "cannot listen on {what}: {error}"),
+            StartupError::Service(problem) => f.write_str(problem),
         }
     }
 }
@@ -199,6 +204,7 @@ impl Settings {
             shutdown_grace: Duration::from_secs(settings.shutdown_grace.unwrap_or_default()),
             anonymous,
             root,
+            user: settings.user.clone(),
         })
     }
 }

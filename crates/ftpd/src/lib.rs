@@ -21,6 +21,7 @@ pub mod path;
 pub mod registry;
 pub mod reply;
 pub mod server;
+pub mod service;
 pub mod session;
 pub mod settings;
 pub mod tls;

@@ -9,10 +9,11 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use common::listen::listen_announced;
+use common::listen::{announce, listen_announced};
 use ftpd::cli::{Args, Startup, StartupError, Tool};
 use ftpd::registry::Registry;
 use ftpd::server::{serve, Generation, Listeners, Reload};
+use ftpd::service;
 use ftpd::session::Context;
 use ftpd::settings::Settings;
 use ftpd::users::{hash_password, Access, VerificationGate};
@@ -91,14 +92,17 @@ fn run(args: &Args) -> Result<(), StartupError> {
     }
     let host = startup.host.clone();
     let port = startup.port;
-    let control = listen_announced(&host, port)
-        .map_err(|error| StartupError::Listen(format!("{host}:{port}"), error))?;
-    let implicit_tls = match startup.implicit_tls_port {
-        Some(port) => Some(listen_announced(&host, port).map_err(|error| {
-            StartupError::Listen(format!("{host}:{port} for implicit TLS"), error)
-        })?),
-        None => None,
-    };
+    let listeners = listen(&startup)?;
+    match &startup.user {
+        Some(user) => {
+            service::drop_privileges(user).map_err(StartupError::Service)?;
+            log::info!("serving as user {user}");
+        }
+        None if service::is_root() => {
+            log::warn!("serving with root's privileges: give --user to drop them after binding");
+        }
+        None => {}
+    }
     let cores = std::thread::available_parallelism().map_or(1, |cores| cores.get());
     let shared = Shared {
         registry: Arc::new(Registry::default()),
@@ -121,13 +125,38 @@ fn run(args: &Args) -> Result<(), StartupError> {
         }
         generation(startup, &shared).map_err(|error| error.to_string())
     });
-    let listeners = Listeners {
-        control,
-        implicit_tls,
-    };
     serve(listeners, first, reload, grace);
     log::info!("stopped");
     Ok(())
+}
+
+/// The listeners systemd passed (socket activation), or the ones bound here; each announced.
+fn listen(startup: &Startup) -> Result<Listeners, StartupError> {
+    let mut inherited = service::inherited_listeners().map_err(StartupError::Service)?;
+    if !inherited.is_empty() {
+        for listener in &inherited {
+            announce(listener)
+                .map_err(|error| StartupError::Listen("a socket from systemd".into(), error))?;
+        }
+        let control = inherited.remove(0);
+        return Ok(Listeners {
+            control,
+            implicit_tls: inherited.into_iter().next(),
+        });
+    }
+    let host = &startup.host;
+    let control = listen_announced(host, startup.port)
+        .map_err(|error| StartupError::Listen(format!("{host}:{}", startup.port), error))?;
+    let implicit_tls = match startup.implicit_tls_port {
+        Some(port) => Some(listen_announced(host, port).map_err(|error| {
+            StartupError::Listen(format!("{host}:{port} for implicit TLS"), error)
+        })?),
+        None => None,
+    };
+    Ok(Listeners {
+        control,
+        implicit_tls,
+    })
 }
 
 /// What every generation of settings shares.

@@ -137,6 +137,10 @@ pub struct Settings {
     #[arg(long)]
     #[serde(default)]
     pub tls_no_session_reuse: bool,
+    /// Started as root: bind, then become this user (and its group) before serving anyone
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
 }
 
 /// Why a config file could not be used.
@@ -201,6 +205,7 @@ impl Settings {
             tls_required: self.tls_required || file.tls_required,
             implicit_tls_port: self.implicit_tls_port.or(file.implicit_tls_port),
             tls_no_session_reuse: self.tls_no_session_reuse || file.tls_no_session_reuse,
+            user: self.user.or(file.user),
         }
     }
 

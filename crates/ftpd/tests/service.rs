@@ -140,3 +140,112 @@ fn systemd_hears_ready_reloading_and_stopping_issue_11() {
         .expect("ftpd exited");
     assert!(status.success(), "{status:?}");
 }
+
+/// A loopback port nobody listens on now (systemd-socket-activate needs one named).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn systemd_socket_activation_hands_ftpd_its_socket_issue_11() {
+    testkit::require_tool("systemd-socket-activate", "systemd");
+    testkit::require_tool("curl", "curl");
+    let root = tempfile::tempdir().unwrap();
+    put(root.path(), "served.txt", b"through an inherited socket");
+    let port = free_port();
+    let mut command = Command::new("systemd-socket-activate");
+    command
+        .args(["-l", &format!("127.0.0.1:{port}"), FTPD, "--root"])
+        .arg(root.path());
+    // systemd-socket-activate announces its own socket in its own words.
+    let mut activator = testkit::LineClient::spawn_stderr(command);
+    let line = activator
+        .next_line(Duration::from_secs(10))
+        .expect("systemd-socket-activate started");
+    assert!(line.contains(&format!("127.0.0.1:{port}")), "{line}");
+    let mut list = Command::new("curl");
+    list.args(["-sS", "--fail", &format!("ftp://127.0.0.1:{port}/")]);
+    let output = testkit::run_ok(list, Duration::from_secs(30));
+    let listing = String::from_utf8_lossy(&output.stdout);
+    assert!(listing.trim_end().ends_with(" served.txt"), "{listing}");
+    // ftpd announced the socket it was given, not one of its own.
+    let mut seen = Vec::new();
+    while let Some(line) = activator.next_line(Duration::from_secs(2)) {
+        seen.push(line);
+    }
+    assert!(
+        seen.iter()
+            .any(|line| line == &format!("listening on 127.0.0.1:{port}")),
+        "{seen:?}"
+    );
+    activator.kill();
+}
+
+#[test]
+fn started_as_root_with_user_it_serves_as_that_user_issue_11() {
+    let root = tempfile::tempdir().unwrap();
+    let status = Command::new("chmod")
+        .arg("777")
+        .arg(root.path())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let am_root = Command::new("id").arg("-u").output().unwrap().stdout == b"0\n";
+    let mut command = Command::new(FTPD);
+    command
+        .args([
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--write",
+            "--user",
+            "nobody",
+            "--root",
+        ])
+        .arg(root.path());
+    if !am_root {
+        // Not root: switching users is refused with one clear line.
+        let output = testkit::run_with_timeout(command, Duration::from_secs(10));
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{stderr}");
+        assert!(stderr.contains("cannot switch to user nobody"), "{stderr}");
+        return;
+    }
+    let server = Server::spawn(command);
+    let nobody = String::from_utf8(
+        Command::new("id")
+            .args(["-u", "nobody"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let nobody: u32 = nobody.trim().parse().unwrap();
+    // Before any client: every uid (real, effective, saved, fs) is nobody's.
+    let uids = testkit::process_status_line(server.pid(), "Uid:");
+    assert!(
+        uids.split_whitespace().all(|uid| uid == nobody.to_string()),
+        "Uid: {uids}"
+    );
+    let groups = testkit::process_status_line(server.pid(), "Groups:");
+    assert!(
+        !groups.split_whitespace().any(|group| group == "0"),
+        "Groups: {groups}"
+    );
+    let mut raw = logged_in(&server, "anonymous", "x");
+    assert_eq!(raw.upload("STOR mine.txt", b"owned by nobody").code, 226);
+    use std::os::unix::fs::MetadataExt;
+    let owner = std::fs::metadata(root.path().join("mine.txt"))
+        .unwrap()
+        .uid();
+    assert_eq!(owner, nobody);
+    assert!(server
+        .log_lines()
+        .iter()
+        .any(|line| line.contains("serving as user nobody")));
+}

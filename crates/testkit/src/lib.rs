@@ -9,7 +9,7 @@ use std::ffi::OsStr;
 use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Child, ChildStdout, Command, ExitStatus, Output, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -191,6 +191,20 @@ impl LineClient {
         LineClient { child, lines }
     }
 
+    /// Runs `command` with its stderr (not stdout) read line by line, for programs that
+    /// report there.
+    pub fn spawn_stderr(mut command: Command) -> LineClient {
+        command
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = command
+            .spawn()
+            .unwrap_or_else(|error| panic!("cannot start {command:?}: {error}"));
+        let lines = read_lines(child.stderr.take().expect("piped stderr"));
+        LineClient { child, lines }
+    }
+
     /// `nc -d -n HOST PORT` (netcat-openbsd) connected to `addr`.
     pub fn nc(addr: SocketAddr) -> LineClient {
         require_tool("nc", "netcat-openbsd");
@@ -247,7 +261,7 @@ impl Drop for LineClient {
     }
 }
 
-fn read_lines(stdout: ChildStdout) -> Receiver<String> {
+fn read_lines(stdout: impl Read + Send + 'static) -> Receiver<String> {
     let (tx, rx) = mpsc::channel();
     thread::spawn(move || {
         for line in BufReader::new(stdout).lines() {
@@ -277,11 +291,20 @@ pub fn run_ok(command: Command, timeout: Duration) -> Output {
 
 /// A number from /proc/PID/status, e.g. `Threads:` or `VmRSS:` (KiB).
 pub fn process_status(pid: u32, field: &str) -> u64 {
+    process_status_line(pid, field)
+        .split_whitespace()
+        .next()
+        .and_then(|value| value.parse().ok())
+        .unwrap_or_else(|| panic!("no number in {field} of /proc/{pid}/status"))
+}
+
+/// The rest of a /proc/PID/status line after `field`, e.g. `Uid:` (four ids).
+pub fn process_status_line(pid: u32, field: &str) -> String {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .expect("process status")
         .lines()
         .find_map(|line| line.strip_prefix(field))
-        .and_then(|value| value.split_whitespace().next()?.parse().ok())
+        .map(|rest| rest.trim().to_owned())
         .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
 }
 
