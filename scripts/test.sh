@@ -17,6 +17,8 @@ declare -A clients=(
   [curl]=curl
   [python3]=python3
   [systemd-socket-activate]=systemd
+  [systemd-analyze]=systemd
+  [logrotate]=logrotate
 )
 
 missing=()

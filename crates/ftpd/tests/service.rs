@@ -249,3 +249,85 @@ fn started_as_root_with_user_it_serves_as_that_user_issue_11() {
         .iter()
         .any(|line| line.contains("serving as user nobody")));
 }
+
+/// A packaged file, from `packaging/`.
+fn packaged(name: &str) -> String {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../packaging")
+        .join(name);
+    std::fs::read_to_string(&path).unwrap_or_else(|error| panic!("{}: {error}", path.display()))
+}
+
+#[test]
+fn the_packaged_units_pass_systemd_analyze_verify_issue_11() {
+    testkit::require_tool("systemd-analyze", "systemd");
+    let dir = tempfile::tempdir().unwrap();
+    // The units name the installed binary; here it is the one just built.
+    let service = packaged("ftpd.service").replace("/usr/bin/ftpd", FTPD);
+    assert!(service.contains("Type=notify") && service.contains("ExecReload="));
+    std::fs::write(dir.path().join("ftpd.service"), service).unwrap();
+    std::fs::write(dir.path().join("ftpd.socket"), packaged("ftpd.socket")).unwrap();
+    let mut verify = Command::new("systemd-analyze");
+    verify
+        .args(["verify", "--man=no"])
+        .arg(dir.path().join("ftpd.service"))
+        .arg(dir.path().join("ftpd.socket"));
+    let output = testkit::run_ok(verify, Duration::from_secs(60));
+    // Unknown keys are only warnings to systemd-analyze: none may appear.
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.trim().is_empty(), "{stderr}");
+}
+
+#[test]
+fn logrotate_with_the_packaged_file_and_a_reload_moves_the_xferlog_issue_11() {
+    testkit::require_tool("logrotate", "logrotate");
+    let dir = tempfile::tempdir().unwrap();
+    let root = tempfile::tempdir().unwrap();
+    put(root.path(), "f", b"0123456789");
+    let xferlog = dir.path().join("xferlog");
+    let config = dir.path().join("ftpd.toml");
+    std::fs::write(&config, format!("xferlog = {xferlog:?}\n")).unwrap();
+    let server = start(&config, root.path(), None);
+    let mut raw = logged_in(&server, "anonymous", "x");
+    assert_eq!(raw.fetch("RETR f").1.code, 226);
+    // The packaged rule, pointed at this directory and told to signal this server.
+    let rules = packaged("ftpd.logrotate")
+        .replace("/var/log/ftpd", &dir.path().display().to_string())
+        .replace("create 0640 ftpd ftpd", "create 0640")
+        .replace(
+            "systemctl reload ftpd.service >/dev/null 2>&1 || true",
+            &format!("kill -HUP {}", server.pid()),
+        );
+    let rules_file = dir.path().join("rules");
+    std::fs::write(&rules_file, rules).unwrap();
+    let mut rotate = Command::new("logrotate");
+    rotate
+        .args(["--force", "--state"])
+        .arg(dir.path().join("state"))
+        .arg(&rules_file);
+    testkit::run_ok(rotate, Duration::from_secs(30));
+    // The rule's postrotate sent the SIGHUP.
+    assert!(
+        server.wait_for_log("reloaded", Duration::from_secs(10)),
+        "{:?}",
+        server.log_lines()
+    );
+    let mut next = logged_in(&server, "anonymous", "x");
+    assert_eq!(next.fetch("RETR f").1.code, 226);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while std::fs::read_to_string(&xferlog)
+        .unwrap_or_default()
+        .is_empty()
+        && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let fresh = std::fs::read_to_string(&xferlog).unwrap();
+    assert_eq!(fresh.lines().count(), 1, "the new xferlog: {fresh:?}");
+    let rotated = std::fs::read_to_string(dir.path().join("xferlog.1")).unwrap();
+    assert_eq!(
+        rotated.lines().count(),
+        1,
+        "the rotated xferlog: {rotated:?}"
+    );
+}
