@@ -471,3 +471,68 @@ fn a_handshake_trickled_a_byte_at_a_time_ends_at_the_login_timeout_issue_10() {
     let took = closed.expect("the trickled handshake was never cut");
     assert!(took < Duration::from_secs(2 + 2), "cut after {took:?}");
 }
+
+/// True when a fresh explicit-TLS client that trusts only `certificate` completes its
+/// handshake with the server at `addr`, that is, when the server presents that certificate.
+fn presents(addr: std::net::SocketAddr, certificate: &Certificate) -> bool {
+    let mut raw = Raw::connect(addr);
+    raw.expect("AUTH TLS", 234);
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let mut connection = rustls::ClientConnection::new(certificate.client_config(), name).unwrap();
+    let mut socket = raw.writer.try_clone().unwrap();
+    while connection.is_handshaking() {
+        if connection.complete_io(&mut socket).is_err() {
+            return false;
+        }
+    }
+    true
+}
+
+#[test]
+fn a_renewed_certificate_is_served_after_sighup_and_a_running_download_completes_issue_11() {
+    require_tool("curl", "curl");
+    let old = Certificate::new();
+    let renewed = Certificate::new();
+    let live = tempfile::tempdir().unwrap();
+    let (cert, key) = (live.path().join("cert.pem"), live.path().join("key.pem"));
+    std::fs::copy(old.cert(), &cert).unwrap();
+    std::fs::copy(old.key(), &key).unwrap();
+    let config = live.path().join("ftpd.toml");
+    std::fs::write(&config, format!("tls-cert = {cert:?}\ntls-key = {key:?}\n")).unwrap();
+    let ftpd = Ftpd::start(&["--config", config.to_str().unwrap()]);
+    let big = noise(6 * 1024 * 1024, 71);
+    put(ftpd.root.path(), "big.bin", &big);
+    assert!(presents(ftpd.addr(), &old) && !presents(ftpd.addr(), &renewed));
+    // A PROT P download slow enough to span the renewal.
+    let local = tempfile::tempdir().unwrap();
+    let got = local.path().join("got.bin");
+    let mut download = Command::new("curl");
+    download
+        .args([
+            "-sS",
+            "--fail",
+            "--ssl-reqd",
+            "-k",
+            "--limit-rate",
+            "2M",
+            "-o",
+        ])
+        .arg(&got)
+        .arg(ftpd.url("big.bin"));
+    let downloading = std::thread::spawn(move || run_with_timeout(download, CLIENT_LIMIT));
+    std::thread::sleep(Duration::from_millis(700));
+    // certbot replaces the files; the service manager sends SIGHUP.
+    std::fs::copy(renewed.cert(), &cert).unwrap();
+    std::fs::copy(renewed.key(), &key).unwrap();
+    ftpd.server.signal("HUP");
+    assert!(
+        ftpd.server
+            .wait_for_log("reloaded", Duration::from_secs(10)),
+        "{:?}",
+        ftpd.server.log_lines()
+    );
+    assert!(presents(ftpd.addr(), &renewed) && !presents(ftpd.addr(), &old));
+    let output = downloading.join().unwrap();
+    assert!(output.status.success(), "{output:?}");
+    assert_eq!(sha256(&read(&got)), sha256(&big));
+}
