@@ -41,4 +41,11 @@ if ((${#missing[@]})); then
   fi
 fi
 
+# Python modules the tests use: the official Prometheus client's parser checks the metrics page.
+if ! python3 -c 'import prometheus_client' >/dev/null 2>&1; then
+  echo "installing python module: prometheus-client" >&2
+  python3 -m pip install -q prometheus-client >/dev/null 2>&1 ||
+    echo "cannot install prometheus-client: pip install prometheus-client" >&2
+fi
+
 exec cargo test --workspace "$@"

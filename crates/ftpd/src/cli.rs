@@ -80,6 +80,8 @@ pub struct Startup {
     pub root: PathBuf,
     /// The user to become after binding, when started as root.
     pub user: Option<String>,
+    /// Where to serve metrics, if anywhere.
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 /// Why the server could not start.
@@ -205,6 +207,7 @@ impl Settings {
             anonymous,
             root,
             user: settings.user.clone(),
+            metrics: settings.metrics,
         })
     }
 }

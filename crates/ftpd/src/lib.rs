@@ -17,6 +17,7 @@ pub mod deadline;
 pub mod glob;
 pub mod jail;
 pub mod listing;
+pub mod metrics;
 pub mod path;
 pub mod registry;
 pub mod reply;

@@ -5,12 +5,14 @@
 #![deny(clippy::disallowed_methods)]
 
 use std::io::BufRead;
+use std::net::TcpListener;
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use common::listen::{announce, listen_announced};
 use ftpd::cli::{Args, Startup, StartupError, Tool};
+use ftpd::metrics::Metrics;
 use ftpd::registry::Registry;
 use ftpd::server::{serve, Generation, Listeners, Reload};
 use ftpd::service;
@@ -107,6 +109,7 @@ fn run(args: &Args) -> Result<(), StartupError> {
     let shared = Shared {
         registry: Arc::new(Registry::default()),
         verification: Arc::new(VerificationGate::new(cores)),
+        metrics: Arc::new(Metrics::default()),
     };
     let grace = startup.shutdown_grace;
     let implicit_port = startup.implicit_tls_port;
@@ -142,6 +145,7 @@ fn listen(startup: &Startup) -> Result<Listeners, StartupError> {
         return Ok(Listeners {
             control,
             implicit_tls: inherited.into_iter().next(),
+            metrics: metrics_listener(startup)?,
         });
     }
     let host = &startup.host;
@@ -156,7 +160,20 @@ fn listen(startup: &Startup) -> Result<Listeners, StartupError> {
     Ok(Listeners {
         control,
         implicit_tls,
+        metrics: metrics_listener(startup)?,
     })
+}
+
+/// The metrics page's listener, announced as `metrics on http://ADDR/metrics`.
+fn metrics_listener(startup: &Startup) -> Result<Option<TcpListener>, StartupError> {
+    let Some(addr) = startup.metrics else {
+        return Ok(None);
+    };
+    let bound = TcpListener::bind(addr).and_then(|listener| Ok((listener.local_addr()?, listener)));
+    let (local, listener) =
+        bound.map_err(|error| StartupError::Listen(format!("{addr} for metrics"), error))?;
+    eprintln!("metrics on http://{local}/metrics");
+    Ok(Some(listener))
 }
 
 /// What every generation of settings shares.
@@ -164,6 +181,7 @@ fn listen(startup: &Startup) -> Result<Listeners, StartupError> {
 struct Shared {
     registry: Arc<Registry>,
     verification: Arc<VerificationGate>,
+    metrics: Arc<Metrics>,
 }
 
 /// The settings of `startup` as the context new sessions get, with the transfer log
@@ -196,6 +214,7 @@ fn generation(startup: Startup, shared: &Shared) -> Result<Generation, StartupEr
             registry: Arc::clone(&shared.registry),
             xferlog,
             verification: Arc::clone(&shared.verification),
+            metrics: Arc::clone(&shared.metrics),
         }),
         limits: startup.limits,
     })

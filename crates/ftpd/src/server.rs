@@ -26,6 +26,8 @@ pub struct Listeners {
     pub control: TcpListener,
     /// Implicit FTPS: TLS from the first byte.
     pub implicit_tls: Option<TcpListener>,
+    /// The metrics page (HTTP), when asked for.
+    pub metrics: Option<TcpListener>,
 }
 
 /// What new connections are admitted with. A reload replaces it whole; sessions in progress
@@ -45,6 +47,7 @@ pub type Reload = Box<dyn Fn() -> Result<Generation, String> + Send + Sync>;
 /// Tells systemd (when it started us with `NOTIFY_SOCKET`) where it stands.
 pub fn serve(listeners: Listeners, first: Generation, reload: Reload, grace: Duration) {
     let registry = Arc::clone(&first.context.registry);
+    let metrics = Arc::clone(&first.context.metrics);
     let stop = AtomicBool::new(false);
     let gate = Gate::new(first);
     let signals = Signals::new([SIGHUP, SIGINT, SIGTERM]);
@@ -68,11 +71,19 @@ pub fn serve(listeners: Listeners, first: Generation, reload: Reload, grace: Dur
                     stop.store(true, Ordering::Release);
                     wake_accept(&listeners.control);
                     listeners.implicit_tls.iter().for_each(wake_accept);
+                    listeners.metrics.iter().for_each(wake_accept);
                     break;
                 }
             });
             if let Err(error) = spawned {
                 log::warn!("no graceful shutdown or reload on signals: {error}");
+            }
+        }
+        if let Some(page) = &listeners.metrics {
+            let spawned =
+                std::thread::Builder::new().spawn_scoped(scope, || metrics.serve(page, &stop));
+            if let Err(error) = spawned {
+                log::error!("metrics not served: {error}");
             }
         }
         if let Some(implicit) = &listeners.implicit_tls {
@@ -144,7 +155,9 @@ impl Gate {
     }
 
     fn admit(&self, stream: TcpStream, peer: SocketAddr, implicit_tls: bool) {
-        let refuse = |why: &str| {
+        let admission = self.lock().clone();
+        let refuse = |why: &str, reason: &'static str| {
+            admission.context.metrics.refused(reason);
             log::warn!("refused {peer}: {why}");
             let reply = Reply::new(
                 Code::ServiceUnavailable,
@@ -153,17 +166,19 @@ impl Gate {
             // Only what the socket takes at once: the accept loop never waits on a client.
             let _ = send_before(&stream, &reply.to_bytes(), Instant::now());
         };
-        let admission = self.lock().clone();
         let Some(slot) = admission.total.try_acquire() else {
-            return refuse("server full");
+            return refuse("server full", "server_full");
         };
         let Some(address_slot) = admission.per_ip.try_acquire(peer.ip()) else {
-            return refuse("too many from your address");
+            return refuse("too many from your address", "per_address");
         };
         log::info!("session start {peer} ({} live)", slot.live());
         let context = admission.context;
         let session = move || {
+            let metrics = Arc::clone(&context.metrics);
+            metrics.session(true);
             session::serve(stream, peer, context, implicit_tls);
+            metrics.session(false);
             let live = slot.live() - 1;
             drop((slot, address_slot));
             log::info!("session end {peer} ({live} live)");

@@ -3,7 +3,7 @@
 //! on the command line wins over the file; what neither gives takes its default.
 
 use std::fmt;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -141,6 +141,10 @@ pub struct Settings {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
+    /// Serve Prometheus metrics at http://ADDR/metrics, e.g. 127.0.0.1:9121 (off by default)
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<SocketAddr>,
 }
 
 /// Why a config file could not be used.
@@ -206,6 +210,7 @@ impl Settings {
             implicit_tls_port: self.implicit_tls_port.or(file.implicit_tls_port),
             tls_no_session_reuse: self.tls_no_session_reuse || file.tls_no_session_reuse,
             user: self.user.or(file.user),
+            metrics: self.metrics.or(file.metrics),
         }
     }
 

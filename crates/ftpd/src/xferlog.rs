@@ -49,6 +49,18 @@ pub enum Outcome {
     Failed(String),
 }
 
+impl Outcome {
+    /// The outcome as a metrics label.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Outcome::Complete => "complete",
+            Outcome::Aborted => "aborted",
+            Outcome::Broken(_) => "broken",
+            Outcome::Failed(_) => "failed",
+        }
+    }
+}
+
 /// Who moved what, for the log line and the xferlog entry each transfer gets.
 #[derive(Debug, Clone)]
 pub struct TransferRecord {

@@ -18,6 +18,7 @@ use crate::config::Config;
 use crate::control::{read_line, Control, ControlReader, LineRead, PartialLine, MAX_LINE};
 use crate::data::DataPlan;
 use crate::jail::Jail;
+use crate::metrics::Metrics;
 use crate::path::VirtualPath;
 use crate::registry::{shutting_down_reply, Registry};
 use crate::reply::{Code, Reply};
@@ -66,6 +67,8 @@ pub struct Context {
     pub xferlog: Option<Arc<Xferlog>>,
     /// Bounds concurrent password checks.
     pub verification: Arc<VerificationGate>,
+    /// The counters `--metrics` serves.
+    pub metrics: Arc<Metrics>,
 }
 
 /// Where the login stands.
@@ -146,6 +149,7 @@ pub fn serve(stream: TcpStream, peer: SocketAddr, context: Arc<Context>, implici
             }
             Err(error) => {
                 log::info!("{peer}: TLS handshake failed: {error}");
+                context.metrics.tls_failure();
                 return;
             }
         }
@@ -494,6 +498,7 @@ impl Session {
             }
             Err(error) => {
                 log::info!("{}: TLS handshake failed: {error}", self.peer);
+                self.context.metrics.tls_failure();
                 Flow::Quit
             }
         }
@@ -537,6 +542,7 @@ impl Session {
         };
         let identity = users.authenticate(&user, password);
         drop(pass);
+        context.metrics.login(identity.is_some());
         let jail = identity.as_ref().map(|identity| {
             let home = VirtualPath::root().resolve(identity.home.as_bytes());
             if home.is_root() {

@@ -15,6 +15,7 @@ use super::{Context, Flow, Replied, Session, THREAD_STACK_SIZE};
 use crate::command::TransferType;
 use crate::control::Control;
 use crate::data::{self, DataPlan, DataStream};
+use crate::metrics::Direction;
 use crate::registry::shutting_down_reply;
 use crate::reply::{fs_error, Code, Reply};
 use crate::tls::DataTlsError;
@@ -556,10 +557,13 @@ impl TransferJob {
                 )),
                 0,
             ),
-            Err(error) => (
-                TransferEnd::Broken(format!("TLS on the data connection failed: {error}")),
-                0,
-            ),
+            Err(error) => {
+                self.context.metrics.tls_failure();
+                (
+                    TransferEnd::Broken(format!("TLS on the data connection failed: {error}")),
+                    0,
+                )
+            }
         };
         let end =
             if self.aborted.load(Ordering::Acquire) && !matches!(end, TransferEnd::Complete(_)) {
@@ -568,10 +572,25 @@ impl TransferJob {
                 end
             };
         let _ = self.control.send(&end.reply());
+        let outcome = end.outcome();
+        let direction = if self.record.incoming {
+            Direction::Received
+        } else {
+            Direction::Sent
+        };
+        let whole_file = outcome == Outcome::Complete
+            && matches!(self.record.verb, "RETR" | "STOR" | "APPE" | "STOU");
+        self.context.metrics.transfer(
+            self.record.verb,
+            outcome.label(),
+            direction,
+            bytes,
+            whole_file,
+        );
         self.record.log(
             self.context.xferlog.as_deref(),
             self.peer,
-            &end.outcome(),
+            &outcome,
             bytes,
             started.elapsed(),
         );
