@@ -19,6 +19,7 @@ declare -A clients=(
   [systemd-socket-activate]=systemd
   [systemd-analyze]=systemd
   [logrotate]=logrotate
+  [groff]=groff-base
 )
 
 missing=()

@@ -6,7 +6,8 @@
 
 use std::ffi::OsString;
 
-use clap::{CommandFactory, Parser};
+use clap::{Arg, ArgAction, CommandFactory, Parser};
+use clap_complete::Shell;
 
 /// Parses this process's argv into `P`, accepting Go-style single-dash long flags.
 ///
@@ -22,18 +23,68 @@ where
     P: Parser,
     I: IntoIterator<Item = OsString>,
 {
-    let command = P::command();
-    let mut long_names: Vec<&str> = command
+    let command = with_documentation_flags(P::command());
+    let mut long_names: Vec<String> = command
         .get_arguments()
         .filter_map(|arg| arg.get_long_and_visible_aliases())
         .flatten()
+        .map(str::to_owned)
         .collect();
-    long_names.extend(["help", "version"]);
-    match P::try_parse_from(normalize_go_flags(args, &long_names)) {
-        Ok(parsed) => parsed,
+    long_names.extend(["help".to_owned(), "version".to_owned()]);
+    let names: Vec<&str> = long_names.iter().map(String::as_str).collect();
+    let matches = match command.try_get_matches_from(normalize_go_flags(args, &names)) {
+        Ok(matches) => matches,
         Err(error) if !error.use_stderr() => error.exit(),
         Err(error) => usage_error::<P>(error),
+    };
+    if matches.get_flag(MAN) {
+        print_and_exit(|out| clap_mangen::Man::new(P::command()).render(out));
     }
+    if let Some(shell) = matches.get_one::<Shell>(COMPLETIONS) {
+        let mut command = P::command();
+        let name = command.get_name().to_owned();
+        print_and_exit(|out| {
+            clap_complete::generate(*shell, &mut command, name, out);
+            Ok(())
+        });
+    }
+    match P::from_arg_matches(&matches) {
+        Ok(parsed) => parsed,
+        Err(error) => usage_error::<P>(error),
+    }
+}
+
+/// `--man` prints the program's man page (roff) and exits.
+const MAN: &str = "man";
+/// `--completions SHELL` prints a completion script and exits.
+const COMPLETIONS: &str = "completions";
+
+/// Every binary's documentation, generated from its own clap definition so it cannot drift:
+/// `PROGRAM --man > PROGRAM.1`, `PROGRAM --completions bash > /etc/bash_completion.d/PROGRAM`.
+fn with_documentation_flags(command: clap::Command) -> clap::Command {
+    command
+        .arg(
+            Arg::new(MAN)
+                .long(MAN)
+                .action(ArgAction::SetTrue)
+                .exclusive(true)
+                .help("Print the man page (roff) and exit"),
+        )
+        .arg(
+            Arg::new(COMPLETIONS)
+                .long(COMPLETIONS)
+                .value_name("SHELL")
+                .value_parser(clap::value_parser!(Shell))
+                .exclusive(true)
+                .help("Print a completion script for SHELL (bash, zsh, fish, …) and exit"),
+        )
+}
+
+/// Writes what `write` produces to stdout and exits 0 (a closed stdout is success too).
+fn print_and_exit(write: impl FnOnce(&mut dyn std::io::Write) -> std::io::Result<()>) -> ! {
+    let mut out = std::io::stdout().lock();
+    let _ = write(&mut out).and_then(|()| std::io::Write::flush(&mut out));
+    std::process::exit(0)
 }
 
 /// Exits the way every usage error here does: one `error:` line, the usage, code 2.
