@@ -17,13 +17,18 @@ use ftpd::registry::Registry;
 use ftpd::server::{serve, Generation, Listeners, Reload};
 use ftpd::service;
 use ftpd::session::Context;
-use ftpd::settings::Settings;
+use ftpd::settings::{LogFormat, Settings};
 use ftpd::users::{hash_password, Access, VerificationGate};
 use ftpd::xferlog::Xferlog;
 
 fn main() -> ExitCode {
     let args: Args = common::args::parse();
-    common::logging::init();
+    let format = args
+        .settings()
+        .ok()
+        .and_then(|settings| settings.log_format)
+        .unwrap_or(LogFormat::Text);
+    common::logging::init_with(format.into());
     match &args.command {
         Some(Tool::Passwd { name }) => passwd(name),
         Some(Tool::CheckConfig { file }) => check_config(file),

@@ -106,6 +106,13 @@ impl Registry {
     }
 }
 
+impl Registration<'_> {
+    /// The session's number, unique in this process: it ties a session's log lines together.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+}
+
 impl Drop for Registration<'_> {
     fn drop(&mut self) {
         self.registry.lock().remove(&self.id);

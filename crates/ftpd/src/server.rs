@@ -172,7 +172,11 @@ impl Gate {
         let Some(address_slot) = admission.per_ip.try_acquire(peer.ip()) else {
             return refuse("too many from your address", "per_address");
         };
-        log::info!("session start {peer} ({} live)", slot.live());
+        let shown_peer = peer.to_string();
+        log::info!(
+            event = "session_start", peer = shown_peer.as_str(), live = slot.live();
+            "session start {peer} ({} live)", slot.live()
+        );
         let context = admission.context;
         let session = move || {
             let metrics = Arc::clone(&context.metrics);
@@ -181,7 +185,11 @@ impl Gate {
             metrics.session(false);
             let live = slot.live() - 1;
             drop((slot, address_slot));
-            log::info!("session end {peer} ({live} live)");
+            let shown_peer = peer.to_string();
+            log::info!(
+                event = "session_end", peer = shown_peer.as_str(), live = live;
+                "session end {peer} ({live} live)"
+            );
         };
         if let Err(error) = spawn_small(THREAD_STACK_SIZE, session) {
             log::error!("refused {peer}: cannot start a thread: {error}");

@@ -145,6 +145,30 @@ pub struct Settings {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub metrics: Option<SocketAddr>,
+    /// How log lines look on stderr: text for people, json (one object a line) for log
+    /// shippers [default: text]
+    #[arg(long, value_enum)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_format: Option<LogFormat>,
+}
+
+/// `--log-format`.
+#[derive(clap::ValueEnum, Deserialize, Serialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// `[time LEVEL] message`.
+    Text,
+    /// One JSON object a line: time, level, the record's fields, message.
+    Json,
+}
+
+impl From<LogFormat> for common::logging::LogFormat {
+    fn from(format: LogFormat) -> common::logging::LogFormat {
+        match format {
+            LogFormat::Text => common::logging::LogFormat::Text,
+            LogFormat::Json => common::logging::LogFormat::Json,
+        }
+    }
 }
 
 /// Why a config file could not be used.
@@ -211,6 +235,7 @@ impl Settings {
             tls_no_session_reuse: self.tls_no_session_reuse || file.tls_no_session_reuse,
             user: self.user.or(file.user),
             metrics: self.metrics.or(file.metrics),
+            log_format: self.log_format.or(file.log_format),
         }
     }
 
@@ -228,6 +253,7 @@ impl Settings {
             stall_timeout: Some(self.stall_timeout.unwrap_or(defaults::STALL_TIMEOUT)),
             shutdown_grace: Some(self.shutdown_grace.unwrap_or(defaults::SHUTDOWN_GRACE)),
             anonymous: !self.no_anonymous && (self.anonymous || self.users.is_none()),
+            log_format: Some(self.log_format.unwrap_or(LogFormat::Text)),
             ..self.clone()
         }
     }

@@ -64,6 +64,8 @@ impl Outcome {
 /// Who moved what, for the log line and the xferlog entry each transfer gets.
 #[derive(Debug, Clone)]
 pub struct TransferRecord {
+    /// The session it belongs to.
+    pub session: u64,
     /// The FTP verb (RETR, STOR, LIST, …).
     pub verb: &'static str,
     /// The virtual path, as the client sees it.
@@ -94,7 +96,11 @@ impl TransferRecord {
             Outcome::Broken(why) => format!("broken: {why}"),
             Outcome::Failed(why) => format!("failed: {why}"),
         };
+        let shown_peer = peer.to_string();
         log::info!(
+            event = "transfer", session = self.session, peer = shown_peer.as_str(),
+            user = self.user.as_str(), verb = self.verb, path = self.path.as_str(),
+            bytes = bytes, duration_ms = took.as_millis() as u64, outcome = outcome.label();
             "transfer {peer} {} {} {} {bytes} bytes {:.3} s {told}",
             self.user,
             self.verb,

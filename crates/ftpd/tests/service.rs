@@ -331,3 +331,70 @@ fn logrotate_with_the_packaged_file_and_a_reload_moves_the_xferlog_issue_11() {
         "the rotated xferlog: {rotated:?}"
     );
 }
+
+#[test]
+fn json_logs_are_one_object_a_line_with_the_fields_and_no_password_issue_11() {
+    testkit::require_tool("python3", "python3");
+    testkit::require_tool("curl", "curl");
+    let dir = tempfile::tempdir().unwrap();
+    let root = tempfile::tempdir().unwrap();
+    put(root.path(), "f.bin", &[7u8; 4321]);
+    let users = dir.path().join("users");
+    let hash = ftpd::users::hash_password("pa55-word").unwrap();
+    std::fs::write(&users, format!("alice:{hash}\n")).unwrap();
+    let config = dir.path().join("ftpd.toml");
+    std::fs::write(
+        &config,
+        format!("log-format = \"json\"\nusers = {users:?}\n"),
+    )
+    .unwrap();
+    let server = start(&config, root.path(), None);
+    let mut get = Command::new("curl");
+    get.args(["-sS", "--fail", "-o", "/dev/null", "-u", "alice:pa55-word"])
+        .arg(format!("ftp://127.0.0.1:{}/f.bin", server.addr.port()));
+    testkit::run_ok(get, Duration::from_secs(30));
+    let mut wrong = Raw::connect(server.addr);
+    wrong.expect("USER alice", 331);
+    wrong.expect("PASS not-it", 530);
+    assert!(server.wait_for_log("\"event\":\"transfer\"", Duration::from_secs(10)));
+    let lines: Vec<String> = server
+        .log_lines()
+        .into_iter()
+        .filter(|line| !line.starts_with("listening on "))
+        .collect();
+    assert!(lines
+        .iter()
+        .all(|line| !line.contains("pa55-word") && !line.contains("not-it")));
+    // Python's json module reads every line and picks out the events.
+    let script = r#"
+import json, sys
+events = {}
+for line in sys.stdin:
+    record = json.loads(line)
+    assert {"time", "level", "message"} <= record.keys(), record
+    if "event" in record:
+        events.setdefault(record["event"], record)
+t = events["transfer"]
+print(t["verb"], t["path"], t["bytes"], t["user"], t["outcome"], type(t["session"]).__name__,
+      type(t["duration_ms"]).__name__, events["login"]["user"], events["login_failed"]["user"],
+      "session_start" in events)
+"#;
+    let mut python = Command::new("python3");
+    python
+        .args(["-c", script])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = python.spawn().unwrap();
+    std::io::Write::write_all(
+        &mut child.stdin.take().unwrap(),
+        lines.join("\n").as_bytes(),
+    )
+    .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success(), "{output:?}\n{lines:#?}");
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout).trim(),
+        "RETR /f.bin 4321 alice complete int int alice alice True"
+    );
+}

@@ -97,6 +97,8 @@ enum Flow {
 
 /// One client's session state.
 pub struct Session {
+    /// The registry's number for this session, in its structured log fields.
+    id: u64,
     context: Arc<Context>,
     control: Arc<Control>,
     peer: SocketAddr,
@@ -161,6 +163,7 @@ pub fn serve(stream: TcpStream, peer: SocketAddr, context: Arc<Context>, implici
         .register(Arc::clone(&control), Arc::clone(&transferring));
     let reader = ControlReader::new(Arc::clone(&control), login_deadline);
     let mut session = Session {
+        id: _registration.id(),
         context,
         control,
         peer,
@@ -553,7 +556,12 @@ impl Session {
         });
         match (identity, jail) {
             (Some(identity), Some(Ok(jail))) => {
-                log::info!("{}: {} logged in", self.peer, identity.name);
+                let peer = self.peer.to_string();
+                log::info!(
+                    event = "login", session = self.id, peer = peer.as_str(),
+                    user = identity.name.as_str();
+                    "{}: {} logged in", self.peer, identity.name
+                );
                 let text = match identity.access {
                     Access::ReadWrite => "Login successful",
                     Access::ReadOnly => "Login successful (read-only)",
@@ -569,7 +577,10 @@ impl Session {
             }
             _ => {
                 self.failed_logins += 1;
+                let peer = self.peer.to_string();
                 log::warn!(
+                    event = "login_failed", session = self.id, peer = peer.as_str(),
+                    user = user.as_str(), attempt = self.failed_logins;
                     "{}: failed login for {user:?} (attempt {})",
                     self.peer,
                     self.failed_logins

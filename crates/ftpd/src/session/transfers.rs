@@ -432,6 +432,7 @@ impl Session {
             None => (String::from("-"), true),
         };
         TransferRecord {
+            session: self.id,
             verb,
             path: path.display(),
             incoming,
