@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine: installs the stock clients the tests talk to when
-# they are missing (as root, through apt-get), then runs `cargo test --workspace`.
+# they are missing (as root, through apt-get), then runs `cargo test --workspace` and, as root,
+# the Debian package check (scripts/test-package.sh).
 # Extra arguments go to cargo test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -49,4 +50,9 @@ if ! python3 -c 'import prometheus_client' >/dev/null 2>&1; then
     echo "cannot install prometheus-client: pip install prometheus-client" >&2
 fi
 
-exec cargo test --workspace "$@"
+cargo test --workspace "$@"
+
+# The Debian package (build, dpkg -i, check-config, purge), on a whole run only.
+if (($# == 0)); then
+  bash scripts/test-package.sh
+fi
