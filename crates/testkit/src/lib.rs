@@ -353,6 +353,28 @@ pub fn exhaust_descriptors(server: &Server, connections: usize) -> Vec<std::net:
     hogs
 }
 
+/// Runs a clock server with `TZ=value` and asserts it refuses to start: exit 2, one `error:`
+/// line naming the value, and no `listening on` (it must fail before binding).
+pub fn assert_rejects_zone(binary: &std::path::Path, value: &str) {
+    let mut command = Command::new(binary);
+    command
+        .args(["--host", "127.0.0.1", "--port", "0"])
+        .env("TZ", value);
+    let output = run_with_timeout(command, Duration::from_secs(10));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    let errors: Vec<&str> = stderr
+        .lines()
+        .filter(|line| line.starts_with("error:"))
+        .collect();
+    assert_eq!(errors.len(), 1, "{stderr}");
+    assert!(errors[0].contains(&format!("'{value}'")), "{stderr}");
+    assert!(
+        !stderr.contains("listening on"),
+        "bound before failing: {stderr}"
+    );
+}
+
 /// Seconds since midnight named by a `HH:MM:SS` clock line, or `None` if it is not one.
 pub fn clock_line_seconds(line: &str) -> Option<u32> {
     let bytes = line.as_bytes();
