@@ -23,6 +23,7 @@ use crate::path::VirtualPath;
 use crate::registry::{shutting_down_reply, Registry};
 use crate::reply::{Code, Reply};
 use crate::tls::SharedTls;
+use crate::upload::StoreMode;
 use crate::users::{Access, Identity, VerificationGate};
 use crate::xferlog::Xferlog;
 
@@ -365,9 +366,9 @@ impl Session {
             Command::Mdtm(path) => self.modification_time(&path)?,
             Command::Mfmt(time, path) => self.set_modification_time(time, &path)?,
             Command::Retr(path) => return self.retrieve(&path),
-            Command::Stor(path) => return self.store(&path, crate::upload::StoreMode::Replace),
-            Command::Appe(path) => return self.store(&path, crate::upload::StoreMode::Append),
-            Command::Stou => return self.store(b"", crate::upload::StoreMode::Unique),
+            Command::Stor(path) => return self.store(&path, StoreMode::Replace),
+            Command::Appe(path) => return self.store(&path, StoreMode::Append),
+            Command::Stou => return self.store(b"", StoreMode::Unique),
             Command::Rest(offset) => self.restart(offset),
             Command::Abor => self.abort_idle(),
             // The main loop secures the connection itself; this is a repeated AUTH.
