@@ -9,8 +9,14 @@ if [ "$(id -u)" -ne 0 ] || ! command -v dpkg >/dev/null 2>&1; then
   exit 0
 fi
 if dpkg -s ftpd >/dev/null 2>&1; then
-  echo "package: an ftpd package is already installed here; not touching it" >&2
-  exit 1
+  # Left by an earlier run that was killed: ours carries this maintainer; anything else is not
+  # ours to remove.
+  if dpkg -s ftpd | grep -q '^Maintainer: gopl network tools'; then
+    dpkg --purge ftpd >/dev/null
+  else
+    echo "package: another ftpd package is installed here; not touching it" >&2
+    exit 1
+  fi
 fi
 command -v cargo-deb >/dev/null 2>&1 || cargo install cargo-deb --locked -q
 cargo build --release -q -p ftpd
