@@ -24,7 +24,13 @@ struct Args {
 fn main() -> ExitCode {
     let args: Args = common::args::parse();
     common::logging::init();
-    let clock = Arc::new(Clock::from_args(&args.clock));
+    let clock = match Clock::from_args(&args.clock) {
+        Ok(clock) => Arc::new(clock),
+        Err(error) => {
+            eprintln!("clock2: cannot start the ticker: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
     let listen = &args.clock.listen;
     let listener = match listen_announced(&listen.host, listen.port) {
         Ok(listener) => listener,

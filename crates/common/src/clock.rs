@@ -6,10 +6,12 @@
 //! watches the socket, so a client that leaves is noticed at once rather than at the next
 //! failing write.
 
+use std::collections::{HashMap, HashSet};
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::fd::AsRawFd;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use chrono::format::{Item, StrftimeItems};
 use chrono::{DateTime, Utc};
@@ -55,32 +57,52 @@ impl TimeFormat {
     }
 }
 
-/// What a clock server says: a format in a zone.
+/// What a clock server says: a format in a zone, and the ticker that says it to every
+/// client at once.
 #[derive(Debug, Clone)]
 pub struct Clock {
+    lines: LineFormat,
+    ticker: Arc<Ticker>,
+}
+
+/// How one line reads: the format, in the zone.
+#[derive(Debug, Clone)]
+struct LineFormat {
     zone: Zone,
     format: TimeFormat,
 }
 
+impl LineFormat {
+    /// Appends the line for `instant`, newline included, to `line`.
+    fn write_line(&self, instant: DateTime<Utc>, line: &mut Vec<u8>) {
+        // Writing into a Vec cannot fail.
+        let _ = write!(line, "{}", self.zone.format(instant, &self.format.0));
+        line.push(b'\n');
+    }
+}
+
 impl Clock {
-    /// The clock the flags describe; without `--tz` or `TZ`, the system's zone.
-    pub fn from_args(args: &ClockArgs) -> Clock {
-        Clock {
+    /// The clock the flags describe (without `--tz` or `TZ`, the system's zone), with its
+    /// ticker thread running.
+    pub fn from_args(args: &ClockArgs) -> io::Result<Clock> {
+        let lines = LineFormat {
             zone: args.tz.unwrap_or_else(Zone::system),
             format: args.format.clone(),
-        }
+        };
+        Ok(Clock {
+            ticker: Ticker::start(lines.clone())?,
+            lines,
+        })
     }
 
     /// The zone this clock reports in.
     pub fn zone(&self) -> Zone {
-        self.zone
+        self.lines.zone
     }
 
     /// Appends the line for `instant`, newline included, to `line`.
     pub fn write_line(&self, instant: DateTime<Utc>, line: &mut Vec<u8>) {
-        // Writing into a Vec cannot fail.
-        let _ = write!(line, "{}", self.zone.format(instant, &self.format.0));
-        line.push(b'\n');
+        self.lines.write_line(instant, line);
     }
 }
 
@@ -113,9 +135,8 @@ pub fn admit(limit: &ConnectionLimit, peer: SocketAddr) -> Option<ConnectionSlot
 }
 
 /// Serves one client until it leaves, then logs the disconnect with the live count.
-pub fn serve_session(mut stream: TcpStream, peer: SocketAddr, clock: &Clock, slot: ConnectionSlot) {
-    let end = tick_until_gone(&mut stream, clock);
-    drop(stream);
+pub fn serve_session(stream: TcpStream, peer: SocketAddr, clock: &Clock, slot: ConnectionSlot) {
+    let end = tick_until_gone(stream, clock);
     let live = slot.live() - 1;
     drop(slot);
     match end {
@@ -127,48 +148,194 @@ pub fn serve_session(mut stream: TcpStream, peer: SocketAddr, clock: &Clock, slo
     }
 }
 
-/// Writes the time now and at every following second boundary until the client goes.
-pub fn tick_until_gone(stream: &mut TcpStream, clock: &Clock) -> SessionEnd {
+/// Writes the time now, then hands the client to the clock's ticker, which writes every
+/// following line at the second boundary; this thread only watches for the client leaving.
+/// No session thread wakes on a tick: one ticker thread writes the same bytes to every
+/// socket, which is what keeps 10,000 clients cheap.
+pub fn tick_until_gone(stream: TcpStream, clock: &Clock) -> SessionEnd {
     if let Err(error) = stream.set_write_timeout(Some(WRITE_TIMEOUT)) {
         return SessionEnd::Failed(error);
     }
     // One small write a second: never worth delaying for Nagle.
     let _ = stream.set_nodelay(true);
+    let now = Utc::now();
     let mut line = Vec::with_capacity(64);
+    clock.write_line(now, &mut line);
+    if let Err(error) = (&stream).write_all(&line) {
+        return classify(error);
+    }
+    let stream = Arc::new(stream);
+    let ticket = clock.ticker.subscribe(Arc::clone(&stream), now.timestamp());
+    let end = watch_until_gone(&stream);
+    // The ticker closes a client it gave up on; that is the session's end, not a hang-up.
+    if clock.ticker.unsubscribe(ticket) {
+        SessionEnd::TooSlow
+    } else {
+        end
+    }
+}
+
+/// Blocks until the client hangs up (or the ticker shuts the socket). Anything the client
+/// sends is read and ignored.
+fn watch_until_gone(mut stream: &TcpStream) -> SessionEnd {
+    let mut ignored = [0u8; 64];
     loop {
-        let now = Utc::now();
-        line.clear();
-        clock.write_line(now, &mut line);
-        if let Err(error) = stream.write_all(&line) {
-            return classify(error);
-        }
-        let next_second = DateTime::from_timestamp(now.timestamp() + 1, 0).unwrap_or(now);
-        if let Err(end) = watch_until(stream, next_second) {
-            return end;
+        match wait_readable(stream, WATCH_INTERVAL) {
+            Ok(false) => {}
+            Ok(true) => match stream.read(&mut ignored) {
+                Ok(0) => return SessionEnd::ClientLeft,
+                Ok(_) => {}
+                Err(error) if error.kind() == ErrorKind::Interrupted => {}
+                Err(error) => return classify(error),
+            },
+            Err(error) if error.kind() == ErrorKind::Interrupted => {}
+            Err(error) => return SessionEnd::Failed(error),
         }
     }
 }
 
-/// Waits for `deadline` while watching the socket, so a hang-up ends the session at once.
-/// Anything the client sends is read and ignored.
-fn watch_until(stream: &mut TcpStream, deadline: DateTime<Utc>) -> Result<(), SessionEnd> {
-    let mut ignored = [0u8; 64];
-    loop {
-        let remaining = match (deadline - Utc::now()).to_std() {
-            Ok(remaining) if !remaining.is_zero() => remaining,
-            _ => return Ok(()),
-        };
-        match wait_readable(stream, remaining) {
-            Ok(false) => {}
-            Ok(true) => match stream.read(&mut ignored) {
-                Ok(0) => return Err(SessionEnd::ClientLeft),
-                Ok(_) => {}
-                Err(error) if error.kind() == ErrorKind::Interrupted => {}
-                Err(error) => return Err(classify(error)),
+/// How long a session's watch sleeps between checks: only a hang-up wakes it sooner.
+const WATCH_INTERVAL: Duration = Duration::from_secs(3600);
+
+/// The one thread that writes each second's line to every client, at the boundary.
+#[derive(Debug)]
+pub struct Ticker {
+    clients: Mutex<Subscribers>,
+}
+
+#[derive(Debug, Default)]
+struct Subscribers {
+    next_ticket: u64,
+    live: HashMap<u64, Subscriber>,
+    /// Tickets of clients the ticker dropped, until their sessions look.
+    dropped: HashSet<u64>,
+}
+
+#[derive(Debug)]
+struct Subscriber {
+    stream: Arc<TcpStream>,
+    /// Bytes the socket has not taken yet (a slow reader), sent before the next line.
+    pending: Vec<u8>,
+    /// Since when the socket has refused bytes.
+    stalled_since: Option<Instant>,
+    /// The last second whose line this client has (the session wrote the first).
+    last_second: i64,
+}
+
+impl Ticker {
+    /// Starts the ticker thread for `clock`'s lines.
+    fn start(lines: LineFormat) -> io::Result<Arc<Ticker>> {
+        let ticker = Arc::new(Ticker {
+            clients: Mutex::new(Subscribers::default()),
+        });
+        let running = Arc::clone(&ticker);
+        std::thread::Builder::new()
+            .name("ticker".into())
+            .stack_size(SESSION_STACK_SIZE)
+            .spawn(move || running.run(&lines))?;
+        Ok(ticker)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Subscribers> {
+        self.clients
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn subscribe(&self, stream: Arc<TcpStream>, last_second: i64) -> u64 {
+        let mut clients = self.lock();
+        let ticket = clients.next_ticket;
+        clients.next_ticket += 1;
+        clients.live.insert(
+            ticket,
+            Subscriber {
+                stream,
+                pending: Vec::new(),
+                stalled_since: None,
+                last_second,
             },
-            Err(error) if error.kind() == ErrorKind::Interrupted => {}
-            Err(error) => return Err(SessionEnd::Failed(error)),
+        );
+        ticket
+    }
+
+    /// Removes a session's client; true if the ticker had already dropped it as too slow.
+    fn unsubscribe(&self, ticket: u64) -> bool {
+        let mut clients = self.lock();
+        clients.live.remove(&ticket);
+        clients.dropped.remove(&ticket)
+    }
+
+    fn run(&self, lines: &LineFormat) {
+        let mut line = Vec::with_capacity(64);
+        loop {
+            let now = Utc::now();
+            let next = DateTime::from_timestamp(now.timestamp() + 1, 0).unwrap_or(now);
+            if let Ok(wait) = (next - now).to_std() {
+                std::thread::sleep(wait);
+            }
+            let now = Utc::now();
+            let second = now.timestamp();
+            line.clear();
+            lines.write_line(now, &mut line);
+            self.send_to_all(&line, second);
         }
+    }
+
+    /// Sends `line` to every client that lacks it, never waiting: a socket that takes only
+    /// part keeps the rest for later, and one that has taken nothing for
+    /// [`WRITE_TIMEOUT`] is shut down (its session sees that and ends).
+    fn send_to_all(&self, line: &[u8], second: i64) {
+        let mut clients = self.lock();
+        let Subscribers { live, dropped, .. } = &mut *clients;
+        let now = Instant::now();
+        for (ticket, client) in live.iter_mut() {
+            if client.last_second >= second || dropped.contains(ticket) {
+                continue;
+            }
+            client.last_second = second;
+            client.pending.extend_from_slice(line);
+            match send_now(&client.stream, &client.pending) {
+                Ok(sent) => {
+                    client.pending.drain(..sent);
+                    if client.pending.is_empty() {
+                        client.stalled_since = None;
+                        continue;
+                    }
+                }
+                Err(_) => {
+                    // The session sees the same error on its side and ends.
+                    let _ = client.stream.shutdown(std::net::Shutdown::Both);
+                    continue;
+                }
+            }
+            let since = *client.stalled_since.get_or_insert(now);
+            if now.duration_since(since) >= WRITE_TIMEOUT {
+                dropped.insert(*ticket);
+                let _ = client.stream.shutdown(std::net::Shutdown::Both);
+            }
+        }
+    }
+}
+
+/// One non-blocking send; how many bytes the socket took (0 when its buffer is full).
+fn send_now(stream: &TcpStream, bytes: &[u8]) -> io::Result<usize> {
+    // SAFETY: a send of bytes we borrow for the call on a descriptor the stream owns;
+    // MSG_DONTWAIT keeps it from blocking and MSG_NOSIGNAL from raising SIGPIPE.
+    let sent = unsafe {
+        libc::send(
+            stream.as_raw_fd(),
+            bytes.as_ptr().cast(),
+            bytes.len(),
+            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+        )
+    };
+    if sent >= 0 {
+        return Ok(sent as usize);
+    }
+    let error = io::Error::last_os_error();
+    match error.kind() {
+        ErrorKind::WouldBlock | ErrorKind::Interrupted => Ok(0),
+        _ => Err(error),
     }
 }
 
@@ -210,7 +377,7 @@ mod tests {
 
     #[test]
     fn default_line_is_go_style_clock_time() {
-        let clock = Clock {
+        let clock = LineFormat {
             zone: Zone::parse("UTC").unwrap(),
             format: TimeFormat::parse("%H:%M:%S").unwrap(),
         };
@@ -231,13 +398,12 @@ mod tests {
     fn a_client_that_hangs_up_is_noticed_before_the_next_tick() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-        let (mut server_side, _) = listener.accept().unwrap();
+        let (server_side, _) = listener.accept().unwrap();
         drop(client);
         let started = std::time::Instant::now();
-        let far = Utc::now() + chrono::Duration::seconds(10);
         assert!(matches!(
-            watch_until(&mut server_side, far),
-            Err(SessionEnd::ClientLeft)
+            watch_until_gone(&server_side),
+            SessionEnd::ClientLeft
         ));
         assert!(started.elapsed() < Duration::from_secs(1));
     }
