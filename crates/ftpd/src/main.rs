@@ -23,8 +23,10 @@ use ftpd::xferlog::Xferlog;
 
 fn main() -> ExitCode {
     let args: Args = common::args::parse();
-    let format = args
-        .settings()
+    // Read once here: the log format must be known before anything is logged.
+    let settings = args.settings();
+    let format = settings
+        .as_ref()
         .ok()
         .and_then(|settings| settings.log_format)
         .unwrap_or(LogFormat::Text);
@@ -32,7 +34,7 @@ fn main() -> ExitCode {
     match &args.command {
         Some(Tool::Passwd { name }) => passwd(name),
         Some(Tool::CheckConfig { file }) => check_config(file),
-        None => match run(&args) {
+        None => match settings.and_then(|settings| run(&args, &settings)) {
             Ok(()) => ExitCode::SUCCESS,
             Err(StartupError::Usage(problem)) => common::args::usage_error::<Args>(problem),
             Err(error) => {
@@ -89,8 +91,10 @@ fn passwd(name: &str) -> ExitCode {
     }
 }
 
-fn run(args: &Args) -> Result<(), StartupError> {
-    let startup = args.settings()?.startup()?;
+/// Serves with `settings` (the flags over the config file); a reload reads them afresh
+/// through `args`.
+fn run(args: &Args, settings: &Settings) -> Result<(), StartupError> {
+    let startup = settings.startup()?;
     ignore_file_size_signal();
     tune_allocator();
     let stale = startup.config.jail.sweep_stale_uploads();
