@@ -408,10 +408,57 @@ fn a_broken_upload_leaves_the_old_file_and_no_temporary() {
     let mut data = raw.passive();
     raw.expect("STOR precious", 150);
     data.write_all(b"half of the new").unwrap();
-    // The client dies: both connections close.
-    drop(data);
+    // The client dies: both connections close, the control connection first, as the kernel
+    // closes a dying process's descriptors lowest first and the control one is opened first.
+    // (The other order is indistinguishable from a client that finished its upload and then
+    // quit without waiting for 226; a real kill is tested below.)
     drop(raw);
+    std::thread::sleep(Duration::from_millis(50));
+    drop(data);
     std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        std::fs::read(ftpd.path("precious")).unwrap(),
+        b"old content"
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(ftpd.root.path())
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name())
+        .collect();
+    assert_eq!(leftovers, [std::ffi::OsString::from("precious")]);
+}
+
+#[test]
+fn a_client_process_killed_mid_stor_leaves_the_old_file() {
+    testkit::require_tool("python3", "python3");
+    let ftpd = Ftpd::start(&["--write"]);
+    put(ftpd.root.path(), "precious", b"old content");
+    // A real client that sends half a file and is then killed by SIGKILL: no close of ours
+    // decides the order in which its connections end, the kernel does.
+    let script = r#"
+import ftplib, os, signal, sys
+ftp = ftplib.FTP()
+ftp.connect("127.0.0.1", int(sys.argv[1]), timeout=20)
+ftp.login()
+ftp.voidcmd("TYPE I")
+data = ftp.transfercmd("STOR precious")
+data.sendall(b"half of the new")
+os.kill(os.getpid(), signal.SIGKILL)
+"#;
+    let mut command = std::process::Command::new("python3");
+    command.args(["-c", script, &ftpd.addr().port().to_string()]);
+    let output = testkit::run_with_timeout(command, Duration::from_secs(20));
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&output.status),
+        Some(9),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while std::fs::read_dir(ftpd.root.path()).unwrap().count() > 1
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(20));
+    }
     assert_eq!(
         std::fs::read(ftpd.path("precious")).unwrap(),
         b"old content"
