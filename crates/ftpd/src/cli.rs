@@ -10,6 +10,8 @@ use clap::{Parser, Subcommand};
 
 use crate::config::{Config, Limits, Timeouts};
 use crate::jail::Jail;
+use crate::passive::PassiveAddressing;
+use crate::proxy::ProxyPolicy;
 use crate::settings::{Settings, SettingsError};
 use crate::tls::TlsSettings;
 use crate::users::{Access, Users, UsersError};
@@ -103,6 +105,8 @@ pub enum StartupError {
     Listen(String, std::io::Error),
     /// Socket activation or the switch to the service user failed.
     Service(String),
+    /// The `--passive-address` host name does not resolve.
+    PassiveAddress(std::io::Error),
 }
 
 impl std::fmt::Display for StartupError {
@@ -120,6 +124,9 @@ impl std::fmt::Display for StartupError {
             }
             StartupError::Listen(what, error) => write!(f, "cannot listen on {what}: {error}"),
             StartupError::Service(problem) => f.write_str(problem),
+            StartupError::PassiveAddress(error) => {
+                write!(f, "cannot resolve --passive-address: {error}")
+            }
         }
     }
 }
@@ -183,7 +190,15 @@ impl Settings {
             jail: Arc::new(jail),
             users,
             passive_ports: settings.passive_ports.clone().map(|range| range.0),
-            passive_address: settings.passive_address,
+            passive: PassiveAddressing::start(
+                settings.passive_address.as_ref(),
+                settings.passive_address_for.clone(),
+            )
+            .map_err(StartupError::PassiveAddress)?,
+            proxy: ProxyPolicy {
+                trusted: settings.proxy_from.clone(),
+                mode: settings.proxy_mode.unwrap_or_default(),
+            },
             allow_fxp: settings.allow_fxp,
             timeouts: Timeouts {
                 login: seconds(settings.login_timeout),

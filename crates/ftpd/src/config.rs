@@ -1,12 +1,13 @@
 //! Config: the settings every session reads, built once at start-up and never changed.
 //! Live state (the session registry, open log files) is kept beside it, not in it.
 
-use std::net::IpAddr;
 use std::ops::RangeInclusive;
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::jail::Jail;
+use crate::passive::PassiveAddressing;
+use crate::proxy::ProxyPolicy;
 use crate::tls::TlsSettings;
 use crate::users::Users;
 
@@ -19,8 +20,10 @@ pub struct Config {
     pub users: Users,
     /// Ports for passive data connections (any free port when `None`).
     pub passive_ports: Option<RangeInclusive<u16>>,
-    /// Address to advertise in PASV replies (behind NAT); the control connection's own otherwise.
-    pub passive_address: Option<IpAddr>,
+    /// What PASV replies advertise, per client.
+    pub passive: PassiveAddressing,
+    /// Whose PROXY protocol headers are believed.
+    pub proxy: ProxyPolicy,
     /// Allow PORT/EPRT to addresses other than the client's own (FXP).
     pub allow_fxp: bool,
     /// How long each stage may take.

@@ -7,6 +7,7 @@ use std::ops::RangeInclusive;
 use std::time::{Duration, Instant};
 
 use crate::deadline::{wait_for, Readiness};
+use crate::proxy::{self, ProxyPolicy};
 
 /// How the next data connection will be made.
 #[derive(Debug, Default)]
@@ -72,11 +73,13 @@ pub fn listen_passive(ip: IpAddr, ports: Option<&RangeInclusive<u16>>) -> io::Re
 }
 
 /// Accepts the client's data connection within `timeout`. Connections from any address but
-/// the control connection's peer are dropped and the wait goes on, so nobody else can take
-/// over (or kill) the transfer.
+/// the control connection's client are dropped and the wait goes on, so nobody else can take
+/// over (or kill) the transfer. A connection through a trusted balancer is judged by the
+/// client its PROXY header names.
 pub fn accept_from(
     listener: &TcpListener,
     peer: IpAddr,
+    proxy: &ProxyPolicy,
     timeout: Duration,
 ) -> io::Result<TcpStream> {
     let deadline = Instant::now() + timeout;
@@ -89,10 +92,17 @@ pub fn accept_from(
             ));
         }
         let (stream, from) = listener.accept()?;
-        if canonical(from.ip()) == canonical(peer) {
+        let client = match proxy::origin(proxy, &stream, from, deadline) {
+            Ok(origin) => origin.client,
+            Err(error) => {
+                log::warn!("dropped data connection from {from}: {error}");
+                continue;
+            }
+        };
+        if canonical(client.ip()) == canonical(peer) {
             return Ok(stream);
         }
-        log::warn!("dropped data connection from {from}: control connection is from {peer}");
+        log::warn!("dropped data connection from {client}: control connection is from {peer}");
     }
 }
 
@@ -193,6 +203,7 @@ mod tests {
         let error = accept_from(
             &listener,
             "127.0.0.1".parse().unwrap(),
+            &ProxyPolicy::default(),
             Duration::from_millis(50),
         )
         .unwrap_err();

@@ -8,6 +8,7 @@
 
 #![deny(clippy::disallowed_methods)]
 
+pub mod cidr;
 pub mod cli;
 pub mod command;
 pub mod config;
@@ -18,7 +19,9 @@ pub mod glob;
 pub mod jail;
 pub mod listing;
 pub mod metrics;
+pub mod passive;
 pub mod path;
+pub mod proxy;
 pub mod registry;
 pub mod reply;
 pub mod server;

@@ -9,13 +9,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::listen::{accept_until, spawn_small, wake_accept, ConnectionLimit};
+use common::listen::{accept_until, spawn_small, wake_accept, ConnectionLimit, ConnectionSlot};
 use sd_notify::NotifyState;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
 use crate::config::Limits;
 use crate::deadline::send_before;
+use crate::proxy::{self, Origin};
 use crate::reply::{Code, Reply};
 use crate::session::{self, Context, THREAD_STACK_SIZE};
 
@@ -154,46 +155,103 @@ impl Gate {
         let _ = sd_notify::notify(&[NotifyState::Ready]);
     }
 
+    /// Admits a new connection: a session thread if the limits allow, `421` otherwise. The
+    /// accept loop never waits on a client: a trusted balancer's PROXY header is read on the
+    /// session's own thread, and the per-address limit then judges the client it names.
     fn admit(&self, stream: TcpStream, peer: SocketAddr, implicit_tls: bool) {
         let admission = self.lock().clone();
-        let refuse = |why: &str, reason: &'static str| {
-            admission.context.metrics.refused(reason);
-            log::warn!("refused {peer}: {why}");
-            let reply = Reply::new(
-                Code::ServiceUnavailable,
-                format!("too many connections ({why})"),
-            );
-            // Only what the socket takes at once: the accept loop never waits on a client.
-            let _ = send_before(&stream, &reply.to_bytes(), Instant::now());
-        };
         let Some(slot) = admission.total.try_acquire() else {
-            return refuse("server full", "server_full");
+            return admission.refuse(&stream, peer, Refusal::ServerFull);
         };
-        let Some(address_slot) = admission.per_ip.try_acquire(peer.ip()) else {
-            return refuse("too many from your address", "per_address");
-        };
-        let shown_peer = peer.to_string();
-        log::info!(
-            event = "session_start", peer = shown_peer.as_str(), live = slot.live();
-            "session start {peer} ({} live)", slot.live()
-        );
-        let context = admission.context;
+        let config = &admission.context.config;
+        if !config.proxy.trusts(peer.ip()) {
+            let Some(address_slot) = admission.per_ip.try_acquire(peer.ip()) else {
+                return admission.refuse(&stream, peer, Refusal::PerAddress);
+            };
+            let origin = Origin::direct(peer);
+            let session =
+                move || admission.run(stream, origin, (slot, address_slot), implicit_tls);
+            if let Err(error) = spawn_small(THREAD_STACK_SIZE, session) {
+                log::error!("refused {peer}: cannot start a thread: {error}");
+            }
+            return;
+        }
         let session = move || {
-            let metrics = Arc::clone(&context.metrics);
-            metrics.session(true);
-            session::serve(stream, peer, context, implicit_tls);
-            metrics.session(false);
-            let live = slot.live() - 1;
-            drop((slot, address_slot));
-            let shown_peer = peer.to_string();
-            log::info!(
-                event = "session_end", peer = shown_peer.as_str(), live = live;
-                "session end {peer} ({live} live)"
-            );
+            let config = &admission.context.config;
+            let deadline = Instant::now() + config.timeouts.login;
+            let origin = match proxy::origin(&config.proxy, &stream, peer, deadline) {
+                Ok(origin) => origin,
+                Err(error) => {
+                    admission.context.metrics.refused("proxy_header");
+                    log::warn!("dropped {peer}: {error}");
+                    return;
+                }
+            };
+            let Some(address_slot) = admission.per_ip.try_acquire(origin.client.ip()) else {
+                return admission.refuse(&stream, origin.client, Refusal::PerAddress);
+            };
+            admission.run(stream, origin, (slot, address_slot), implicit_tls);
         };
         if let Err(error) = spawn_small(THREAD_STACK_SIZE, session) {
             log::error!("refused {peer}: cannot start a thread: {error}");
         }
+    }
+}
+
+/// Why a connection gets `421` before its session starts.
+#[derive(Debug, Clone, Copy)]
+enum Refusal {
+    ServerFull,
+    PerAddress,
+}
+
+impl Admission {
+    /// `421` with the reason, only what the socket takes at once: never a wait on a client.
+    fn refuse(&self, stream: &TcpStream, client: SocketAddr, refusal: Refusal) {
+        let (why, label) = match refusal {
+            Refusal::ServerFull => ("server full", "server_full"),
+            Refusal::PerAddress => ("too many from your address", "per_address"),
+        };
+        self.context.metrics.refused(label);
+        log::warn!("refused {client}: {why}");
+        let reply = Reply::new(
+            Code::ServiceUnavailable,
+            format!("too many connections ({why})"),
+        );
+        let _ = send_before(stream, &reply.to_bytes(), Instant::now());
+    }
+
+    /// Runs one session on this thread, holding its places in the limits until it ends.
+    fn run(
+        self,
+        stream: TcpStream,
+        origin: Origin,
+        slots: (ConnectionSlot, AddressSlot),
+        implicit_tls: bool,
+    ) {
+        let peer = origin.client;
+        let live = slots.0.live();
+        let shown_peer = peer.to_string();
+        match origin.balancer {
+            Some(balancer) => log::info!(
+                event = "session_start", peer = shown_peer.as_str(), live = live;
+                "session start {peer} via {balancer} ({live} live)"
+            ),
+            None => log::info!(
+                event = "session_start", peer = shown_peer.as_str(), live = live;
+                "session start {peer} ({live} live)"
+            ),
+        }
+        let metrics = Arc::clone(&self.context.metrics);
+        metrics.session(true);
+        session::serve(stream, origin, self.context, implicit_tls);
+        metrics.session(false);
+        let live = slots.0.live() - 1;
+        drop(slots);
+        log::info!(
+            event = "session_end", peer = shown_peer.as_str(), live = live;
+            "session end {peer} ({live} live)"
+        );
     }
 }
 

@@ -3,12 +3,16 @@
 //! on the command line wins over the file; what neither gives takes its default.
 
 use std::fmt;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::cidr::Cidr;
+use crate::passive::{NetworkAddress, PassiveAddress};
+use crate::proxy::ProxyMode;
 
 /// Defaults, for `--help` and for what neither the flags nor the file say.
 pub mod defaults {
@@ -71,10 +75,26 @@ pub struct Settings {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub passive_ports: Option<PortRange>,
-    /// Address to advertise in PASV replies, for a server behind NAT
-    #[arg(long)]
+    /// Address PASV replies advertise: an IP, a host name (looked up again every minute) or
+    /// `control`, the address the client connected to [default: control]
+    #[arg(long, value_name = "ADDRESS")]
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub passive_address: Option<IpAddr>,
+    pub passive_address: Option<PassiveAddress>,
+    /// Tell clients from NETWORK this passive address instead, e.g. 10.0.0.0/8=10.1.2.3
+    /// (repeatable; the first match wins)
+    #[arg(long, value_name = "NETWORK=ADDRESS")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub passive_address_for: Vec<NetworkAddress>,
+    /// Load balancers whose PROXY protocol (v1 or v2) headers are believed, e.g.
+    /// 10.0.0.5,192.0.2.0/24; nobody else's header is ever read
+    #[arg(long, value_delimiter = ',', value_name = "CIDR")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub proxy_from: Vec<Cidr>,
+    /// required: a connection from --proxy-from without a header is dropped; optional: it is
+    /// taken as the balancer's own [default: required]
+    #[arg(long, value_enum)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub proxy_mode: Option<ProxyMode>,
     /// Allow PORT/EPRT to addresses other than the client's own (server-to-server copies)
     #[arg(long)]
     #[serde(default)]
@@ -219,6 +239,9 @@ impl Settings {
             no_anonymous: self.no_anonymous || (file.no_anonymous && !self.anonymous),
             passive_ports: self.passive_ports.or(file.passive_ports),
             passive_address: self.passive_address.or(file.passive_address),
+            passive_address_for: either(self.passive_address_for, file.passive_address_for),
+            proxy_from: either(self.proxy_from, file.proxy_from),
+            proxy_mode: self.proxy_mode.or(file.proxy_mode),
             allow_fxp: self.allow_fxp || file.allow_fxp,
             max_clients: self.max_clients.or(file.max_clients),
             max_per_ip: self.max_per_ip.or(file.max_per_ip),
@@ -254,6 +277,13 @@ impl Settings {
             shutdown_grace: Some(self.shutdown_grace.unwrap_or(defaults::SHUTDOWN_GRACE)),
             anonymous: !self.no_anonymous && (self.anonymous || self.users.is_none()),
             log_format: Some(self.log_format.unwrap_or(LogFormat::Text)),
+            passive_address: Some(
+                self.passive_address
+                    .clone()
+                    .unwrap_or(PassiveAddress::Control),
+            ),
+            proxy_mode: (!self.proxy_from.is_empty())
+                .then(|| self.proxy_mode.unwrap_or_default()),
             ..self.clone()
         }
     }
@@ -261,6 +291,15 @@ impl Settings {
     /// The settings as TOML, the config file's own format.
     pub fn to_toml(&self) -> String {
         toml::to_string(self).unwrap_or_else(|error| format!("# cannot show settings: {error}\n"))
+    }
+}
+
+/// A list from the command line if it gives any, else the file's.
+fn either<T>(flags: Vec<T>, file: Vec<T>) -> Vec<T> {
+    if flags.is_empty() {
+        file
+    } else {
+        flags
     }
 }
 

@@ -8,7 +8,7 @@ mod listings;
 mod transfers;
 
 use std::io::{BufRead, BufReader, ErrorKind};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -16,10 +16,11 @@ use std::time::{Duration, Instant};
 use crate::command::{self, Command, EpsvMode, ParseError, TransferType};
 use crate::config::Config;
 use crate::control::{read_line, Control, ControlReader, LineRead, PartialLine, MAX_LINE};
-use crate::data::DataPlan;
+use crate::data::{self, DataPlan};
 use crate::jail::Jail;
 use crate::metrics::Metrics;
 use crate::path::VirtualPath;
+use crate::proxy::Origin;
 use crate::registry::{shutting_down_reply, Registry};
 use crate::reply::{Code, Reply};
 use crate::tls::SharedTls;
@@ -102,8 +103,14 @@ pub struct Session {
     id: u64,
     context: Arc<Context>,
     control: Arc<Control>,
+    /// The client: the peer, or the one a trusted balancer's PROXY header names. Every
+    /// check of an address and every log line uses it.
     peer: SocketAddr,
+    /// Our end of the control connection: passive ports are opened on its address.
     local: SocketAddr,
+    /// The address the client connected to, as it sees it (the balancer's front, when a
+    /// header names it): what PASV advertises unless told otherwise.
+    seen_local: IpAddr,
     login: Login,
     failed_logins: u32,
     cwd: VirtualPath,
@@ -129,10 +136,12 @@ type Replied<T> = Result<T, Reply>;
 
 /// Serves one control connection until QUIT, EOF, a timeout or a failed write.
 /// With `implicit_tls`, the connection is TLS from its first byte (port 990 style).
-pub fn serve(stream: TcpStream, peer: SocketAddr, context: Arc<Context>, implicit_tls: bool) {
+pub fn serve(stream: TcpStream, origin: Origin, context: Arc<Context>, implicit_tls: bool) {
     let connected_at = Instant::now();
     let config = &context.config;
+    let peer = origin.client;
     let local = stream.local_addr().unwrap_or(peer);
+    let seen_local = data::canonical(origin.destination.unwrap_or(local).ip());
     // A 150 and its 226 go out back to back; Nagle would hold the 226 for the client's
     // delayed ACK (about 40 ms), which capped small-file transfers at ~25 files/s.
     let _ = stream.set_nodelay(true);
@@ -169,6 +178,7 @@ pub fn serve(stream: TcpStream, peer: SocketAddr, context: Arc<Context>, implici
         control,
         peer,
         local,
+        seen_local,
         login: Login::AwaitingUser,
         failed_logins: 0,
         cwd: VirtualPath::root(),

@@ -149,7 +149,7 @@ impl Session {
         let listener =
             data::listen_passive(local_ip, config.passive_ports.as_ref()).map_err(cannot)?;
         let port = listener.local_addr().map_err(cannot)?.port();
-        let advertised = config.passive_address.unwrap_or(local_ip);
+        let advertised = config.passive.for_client(self.peer.ip(), self.seen_local);
         let reply = if extended {
             Reply::new(
                 Code::ExtendedPassiveMode,
@@ -230,7 +230,12 @@ impl Session {
                 ))
             }
             DataPlan::Passive { listener, .. } => {
-                data::accept_from(&listener, self.peer.ip(), config.timeouts.data)
+                data::accept_from(
+                    &listener,
+                    self.peer.ip(),
+                    &config.proxy,
+                    config.timeouts.data,
+                )
             }
             DataPlan::Active(addr) => data::connect_to(addr, config.timeouts.data),
         };

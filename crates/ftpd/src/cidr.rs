@@ -1,0 +1,70 @@
+//! `Cidr`: a network written `10.0.0.0/8`, `2001:db8::/32`, or a bare address (a network of
+//! one), as flags and config values take it; membership ignores the `::ffff:` form of IPv4.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::str::FromStr;
+
+use ipnet::IpNet;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// An IPv4 or IPv6 network, for trust and allow/deny lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr(pub IpNet);
+
+impl Cidr {
+    /// True when `ip` (IPv4 also in its `::ffff:` form) is in this network.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        self.0.contains(&crate::data::canonical(ip))
+    }
+}
+
+impl FromStr for Cidr {
+    type Err = String;
+
+    fn from_str(value: &str) -> Result<Cidr, String> {
+        let value = value.trim();
+        value
+            .parse::<IpNet>()
+            .or_else(|_| value.parse::<IpAddr>().map(IpNet::from))
+            .map(|net| Cidr(net.trunc()))
+            .map_err(|_| format!("'{value}' is not a network like 10.0.0.0/8 or an address"))
+    }
+}
+
+impl fmt::Display for Cidr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Cidr {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Cidr, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+impl Serialize for Cidr {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn networks_and_bare_addresses() {
+        let net: Cidr = "10.1.2.3/8".parse().unwrap();
+        assert_eq!(net.to_string(), "10.0.0.0/8");
+        assert!(net.contains("10.200.0.1".parse().unwrap()));
+        assert!(net.contains("::ffff:10.200.0.1".parse().unwrap()));
+        assert!(!net.contains("11.0.0.1".parse().unwrap()));
+        let one: Cidr = "::1".parse().unwrap();
+        assert!(one.contains("::1".parse().unwrap()));
+        assert!("10.0.0.0/33".parse::<Cidr>().is_err());
+        assert!("nonsense".parse::<Cidr>().is_err());
+    }
+}
