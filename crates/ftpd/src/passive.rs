@@ -168,9 +168,9 @@ impl PassiveAddressing {
         match &self.default {
             Advertised::Control => control,
             Advertised::Fixed(ip) => *ip,
-            Advertised::Resolved(current) => {
-                *current.read().unwrap_or_else(|poisoned| poisoned.into_inner())
-            }
+            Advertised::Resolved(current) => *current
+                .read()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()),
         }
     }
 }
@@ -223,12 +223,7 @@ fn resolve(name: &str) -> io::Result<IpAddr> {
         .find(|ip| ip.is_ipv4())
         .or(addresses.first())
         .copied()
-        .ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::NotFound,
-                format!("{name} has no address"),
-            )
-        })
+        .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("{name} has no address")))
 }
 
 #[cfg(test)]
@@ -263,8 +258,14 @@ mod tests {
         let control: IpAddr = "192.0.2.1".parse().unwrap();
         let inside: IpAddr = "10.9.9.9".parse().unwrap();
         let outside: IpAddr = "198.51.100.4".parse().unwrap();
-        assert_eq!(fixed.for_client(inside, control), "10.1.2.3".parse::<IpAddr>().unwrap());
-        assert_eq!(fixed.for_client(outside, control), "203.0.113.7".parse::<IpAddr>().unwrap());
+        assert_eq!(
+            fixed.for_client(inside, control),
+            "10.1.2.3".parse::<IpAddr>().unwrap()
+        );
+        assert_eq!(
+            fixed.for_client(outside, control),
+            "203.0.113.7".parse::<IpAddr>().unwrap()
+        );
         let by_control = PassiveAddressing::start(None, Vec::new()).unwrap();
         assert_eq!(by_control.for_client(outside, control), control);
         let named =

@@ -157,7 +157,9 @@ fn read_header(stream: &TcpStream, deadline: Instant) -> Result<Vec<u8>, ProxyEr
         // Text: one byte at a time (at most 107), so nothing past the LF is taken.
         while header.last() != Some(&b'\n') {
             if header.len() >= V1_MAX {
-                return Err(ProxyError::Malformed("v1 line longer than 107 bytes".into()));
+                return Err(ProxyError::Malformed(
+                    "v1 line longer than 107 bytes".into(),
+                ));
             }
             let mut byte = [0u8; 1];
             read_exact_before(stream, &mut byte, deadline).map_err(ProxyError::Io)?;

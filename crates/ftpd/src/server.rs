@@ -169,8 +169,7 @@ impl Gate {
                 return admission.refuse(&stream, peer, Refusal::PerAddress);
             };
             let origin = Origin::direct(peer);
-            let session =
-                move || admission.run(stream, origin, (slot, address_slot), implicit_tls);
+            let session = move || admission.run(stream, origin, (slot, address_slot), implicit_tls);
             if let Err(error) = spawn_small(THREAD_STACK_SIZE, session) {
                 log::error!("refused {peer}: cannot start a thread: {error}");
             }

@@ -282,8 +282,7 @@ impl Settings {
                     .clone()
                     .unwrap_or(PassiveAddress::Control),
             ),
-            proxy_mode: (!self.proxy_from.is_empty())
-                .then(|| self.proxy_mode.unwrap_or_default()),
+            proxy_mode: (!self.proxy_from.is_empty()).then(|| self.proxy_mode.unwrap_or_default()),
             ..self.clone()
         }
     }

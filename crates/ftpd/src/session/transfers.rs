@@ -229,14 +229,12 @@ impl Session {
                     "use PASV, EPSV, PORT or EPRT first",
                 ))
             }
-            DataPlan::Passive { listener, .. } => {
-                data::accept_from(
-                    &listener,
-                    self.peer.ip(),
-                    &config.proxy,
-                    config.timeouts.data,
-                )
-            }
+            DataPlan::Passive { listener, .. } => data::accept_from(
+                &listener,
+                self.peer.ip(),
+                &config.proxy,
+                config.timeouts.data,
+            ),
             DataPlan::Active(addr) => data::connect_to(addr, config.timeouts.data),
         };
         let stream = stream.map_err(|error| {

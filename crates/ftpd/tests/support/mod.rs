@@ -93,6 +93,17 @@ pub fn noise(len: usize, seed: u64) -> Vec<u8> {
         .collect()
 }
 
+/// A TCP connection to `to` from the loopback address `source` (127.0.0.0/8 is all ours).
+pub fn connect_from(source: &str, to: SocketAddr) -> TcpStream {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    let source: SocketAddr = format!("{source}:0").parse().unwrap();
+    socket
+        .bind(&source.into())
+        .expect("bind the source address");
+    socket.connect(&to.into()).expect("connect");
+    socket.into()
+}
+
 /// A control connection driven by hand, for exact codes and edge cases.
 pub struct Raw {
     pub reader: BufReader<TcpStream>,
@@ -114,14 +125,30 @@ impl Answer {
 
 impl Raw {
     pub fn connect(addr: SocketAddr) -> Raw {
-        let stream = TcpStream::connect(addr).expect("connect to ftpd");
+        Raw::over(TcpStream::connect(addr).expect("connect to ftpd"))
+    }
+
+    /// A raw client on a connection already made (from a chosen source, after a PROXY
+    /// header…): reads the `220`.
+    pub fn over(stream: TcpStream) -> Raw {
         stream.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
         let mut raw = Raw {
             reader: BufReader::new(stream.try_clone().unwrap()),
             writer: stream,
         };
-        assert_eq!(raw.answer().code, 220);
+        let greeting = raw.answer();
+        assert_eq!(greeting.code, 220, "{greeting:?}");
         raw
+    }
+
+    /// The first reply on a fresh connection, whatever its code (a `421` at the door).
+    pub fn answer_of(stream: TcpStream) -> Answer {
+        stream.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
+        let mut raw = Raw {
+            reader: BufReader::new(stream.try_clone().unwrap()),
+            writer: stream,
+        };
+        raw.answer()
     }
 
     pub fn send_raw(&mut self, bytes: &[u8]) {
