@@ -231,13 +231,20 @@ impl Admission {
         let peer = origin.client;
         let live = slots.0.live();
         let shown_peer = peer.to_string();
+        // A trusted balancer speaking for itself (a LOCAL header: its health check every
+        // few seconds) is logged only at debug level.
+        let level = if origin.balancer.is_none() && self.context.config.proxy.trusts(peer.ip()) {
+            log::Level::Debug
+        } else {
+            log::Level::Info
+        };
         match origin.balancer {
-            Some(balancer) => log::info!(
-                event = "session_start", peer = shown_peer.as_str(), live = live;
+            Some(balancer) => log::log!(
+                level, event = "session_start", peer = shown_peer.as_str(), live = live;
                 "session start {peer} via {balancer} ({live} live)"
             ),
-            None => log::info!(
-                event = "session_start", peer = shown_peer.as_str(), live = live;
+            None => log::log!(
+                level, event = "session_start", peer = shown_peer.as_str(), live = live;
                 "session start {peer} ({live} live)"
             ),
         }
@@ -247,8 +254,8 @@ impl Admission {
         metrics.session(false);
         let live = slots.0.live() - 1;
         drop(slots);
-        log::info!(
-            event = "session_end", peer = shown_peer.as_str(), live = live;
+        log::log!(
+            level, event = "session_end", peer = shown_peer.as_str(), live = live;
             "session end {peer} ({live} live)"
         );
     }

@@ -386,6 +386,35 @@ mod tests {
     }
 
     #[test]
+    fn balancer_keys_load_and_show_as_they_were_written() {
+        let file = Settings::from_toml(
+            "passive-address = \"ftp.example.org\"\n\
+             passive-address-for = [\"10.0.0.0/8=10.1.2.3\"]\n\
+             proxy-from = [\"10.0.0.1\", \"2001:db8::/32\"]\n\
+             proxy-mode = \"optional\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            file.passive_address,
+            Some(PassiveAddress::Host("ftp.example.org".into()))
+        );
+        assert_eq!(file.proxy_from.len(), 2);
+        let flags = Settings {
+            proxy_from: vec!["192.0.2.1".parse().unwrap()],
+            ..Settings::default()
+        };
+        let merged = flags.over(file);
+        assert_eq!(merged.proxy_from, vec!["192.0.2.1".parse().unwrap()]);
+        assert_eq!(merged.passive_address_for.len(), 1);
+        let shown = merged.effective().to_toml();
+        assert!(shown.contains("proxy-from = [\"192.0.2.1/32\"]"), "{shown}");
+        assert!(shown.contains("proxy-mode = \"optional\""), "{shown}");
+        assert_eq!(Settings::from_toml(&shown).unwrap(), merged.effective());
+        let bad = Settings::from_toml("proxy-from = [\"10.0.0.0/33\"]\n").unwrap_err();
+        assert!(bad.contains("10.0.0.0/33"), "{bad}");
+    }
+
+    #[test]
     fn an_unknown_key_is_named_with_its_line() {
         let error = Settings::from_toml("port = 21\n\nmax-client = 3\n").unwrap_err();
         assert!(error.contains("max-client"), "{error}");

@@ -5,26 +5,13 @@
 mod support;
 
 use std::io::{Read, Write};
-use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use proptest::prelude::*;
-use support::{noise, put, sha256, Ftpd, Raw, FTPD};
+use support::{connect_from, noise, put, sha256, Ftpd, Raw, FTPD};
 use testkit::{exhaust_descriptors, open_descriptors, process_status, run_with_timeout, Server};
-
-/// A control connection made from a chosen loopback source address (127.0.0.2, …).
-fn connect_from(source: &str, server: SocketAddr) -> TcpStream {
-    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    let source: IpAddr = source.parse().unwrap();
-    socket.bind(&SocketAddr::new(source, 0).into()).unwrap();
-    socket.connect(&server.into()).unwrap();
-    let stream: TcpStream = socket.into();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    stream
-}
 
 fn first_reply(stream: &mut TcpStream) -> String {
     let mut buffer = [0u8; 512];

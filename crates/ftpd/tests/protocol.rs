@@ -4,10 +4,10 @@
 mod support;
 
 use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
-use support::{noise, put, Ftpd, Raw};
+use support::{connect_from, noise, put, Ftpd, Raw};
 
 #[test]
 fn greeting_login_and_codes_before_login() {
@@ -571,7 +571,7 @@ fn a_data_connection_from_another_address_is_dropped() {
     let answer = raw.expect("EPSV", 229);
     let port: u16 = answer.lines[0].split('|').nth(3).unwrap().parse().unwrap();
     // An intruder on 127.0.0.2 gets there first.
-    let intruder = socket_from("127.0.0.2", port);
+    let intruder = connect_from("127.0.0.2", SocketAddr::from(([127, 0, 0, 1], port)));
     std::thread::sleep(Duration::from_millis(100));
     let mut data = TcpStream::connect(("127.0.0.1", port)).unwrap();
     raw.expect("RETR mine", 150);
@@ -585,19 +585,6 @@ fn a_data_connection_from_another_address_is_dropped() {
     let mut intruder = intruder;
     let _ = intruder.read_to_end(&mut stolen);
     assert!(stolen.is_empty());
-}
-
-/// A TCP connection to 127.0.0.1:`port` made from a chosen loopback source address.
-fn socket_from(source: &str, port: u16) -> TcpStream {
-    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    let source: std::net::IpAddr = source.parse().unwrap();
-    socket
-        .bind(&std::net::SocketAddr::new(source, 0).into())
-        .unwrap();
-    socket
-        .connect(&std::net::SocketAddr::from(([127, 0, 0, 1], port)).into())
-        .unwrap();
-    socket.into()
 }
 
 #[test]

@@ -101,7 +101,9 @@ pub fn connect_from(source: &str, to: SocketAddr) -> TcpStream {
         .bind(&source.into())
         .expect("bind the source address");
     socket.connect(&to.into()).expect("connect");
-    socket.into()
+    let stream: TcpStream = socket.into();
+    stream.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
+    stream
 }
 
 /// A control connection driven by hand, for exact codes and edge cases.
