@@ -147,7 +147,8 @@ impl Metrics {
         self.tls_failures.inc();
     }
 
-    /// A connection was refused by a limit (`server_full`, `per_address`).
+    /// A connection was refused by a limit (`server_full`, `per_address`) or dropped for
+    /// its PROXY header (`proxy_header`).
     pub fn refused(&self, reason: &'static str) {
         self.refused.get_or_create(&vec![("reason", reason)]).inc();
     }

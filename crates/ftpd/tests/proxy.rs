@@ -178,3 +178,53 @@ fn read_all(mut stream: TcpStream) -> Vec<u8> {
     let _ = stream.read_to_end(&mut bytes);
     bytes
 }
+
+#[test]
+fn pasv_advertises_per_client_network_a_name_or_the_control_address_issue_14() {
+    testkit::require_tool("curl", "curl");
+    let ftpd = Ftpd::start(&[
+        "--passive-address",
+        "192.0.2.7",
+        "--passive-address-for",
+        "127.0.0.5/32=127.0.0.1",
+    ]);
+    put(ftpd.root.path(), "file.txt", b"fetched over PASV\n");
+    let pasv_from = |source: &str| {
+        let mut raw = Raw::over(connect_from(source, ftpd.addr()));
+        raw.expect("USER anonymous", 331);
+        raw.expect("PASS guest@", 230);
+        raw.expect("PASV", 227).text()
+    };
+    assert!(pasv_from("127.0.0.5").contains("(127,0,0,1,"));
+    assert!(pasv_from("127.0.0.6").contains("(192,0,2,7,"));
+    // A real client from the overridden network follows the address it is given.
+    let mut curl = std::process::Command::new("curl");
+    curl.args([
+        "-sS",
+        "--fail",
+        "--disable-epsv",
+        "--interface",
+        "127.0.0.5",
+    ])
+    .arg(ftpd.url("file.txt"));
+    let output = testkit::run_ok(curl, Duration::from_secs(30));
+    assert_eq!(output.stdout, b"fetched over PASV\n");
+    // A host name is looked up (and looked up again every minute).
+    let named = Ftpd::start(&["--passive-address", "localhost"]);
+    let mut raw = named.anonymous();
+    assert!(raw.expect("PASV", 227).text().contains("(127,0,0,1,"));
+}
+
+#[test]
+fn a_passive_address_name_that_does_not_resolve_stops_the_start_issue_14() {
+    let mut command = std::process::Command::new(support::FTPD);
+    command.args(["--port", "0", "--passive-address", "no-such-host.invalid"]);
+    let output = testkit::run_with_timeout(command, Duration::from_secs(30));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("cannot resolve --passive-address"),
+        "{stderr}"
+    );
+}
