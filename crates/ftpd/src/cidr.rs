@@ -51,6 +51,23 @@ impl Serialize for Cidr {
     }
 }
 
+/// Allow and deny lists: who may connect (globally) or log in (per user).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AddressRules {
+    /// When not empty, only these networks.
+    pub allow: Vec<Cidr>,
+    /// Never these networks (deny wins over allow).
+    pub deny: Vec<Cidr>,
+}
+
+impl AddressRules {
+    /// True when `ip` passes both lists.
+    pub fn permits(&self, ip: IpAddr) -> bool {
+        !self.deny.iter().any(|net| net.contains(ip))
+            && (self.allow.is_empty() || self.allow.iter().any(|net| net.contains(ip)))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -66,5 +83,22 @@ mod tests {
         assert!(one.contains("::1".parse().unwrap()));
         assert!("10.0.0.0/33".parse::<Cidr>().is_err());
         assert!("nonsense".parse::<Cidr>().is_err());
+    }
+
+    #[test]
+    fn deny_wins_and_an_empty_allow_list_allows_all() {
+        let open = AddressRules::default();
+        assert!(open.permits("192.0.2.1".parse().unwrap()));
+        let rules = AddressRules {
+            allow: vec![
+                "192.0.2.0/24".parse().unwrap(),
+                "2001:db8::/32".parse().unwrap(),
+            ],
+            deny: vec!["192.0.2.66".parse().unwrap()],
+        };
+        assert!(rules.permits("192.0.2.1".parse().unwrap()));
+        assert!(rules.permits("2001:db8::1".parse().unwrap()));
+        assert!(!rules.permits("192.0.2.66".parse().unwrap()));
+        assert!(!rules.permits("198.51.100.1".parse().unwrap()));
     }
 }

@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
+use crate::cidr::AddressRules;
 use crate::config::{Config, Limits, Timeouts};
+use crate::defender::{ConnectionRate, DefenderSettings};
 use crate::jail::Jail;
 use crate::passive::PassiveAddressing;
 use crate::proxy::ProxyPolicy;
@@ -198,6 +200,25 @@ impl Settings {
             proxy: ProxyPolicy {
                 trusted: settings.proxy_from.clone(),
                 mode: settings.proxy_mode.unwrap_or_default(),
+            },
+            address_rules: AddressRules {
+                allow: settings.allow_from.clone(),
+                deny: settings.deny_from.clone(),
+            },
+            defender: DefenderSettings {
+                enabled: !settings.no_defender,
+                threshold: settings.defender_threshold.unwrap_or_default().max(1),
+                window: seconds(settings.defender_window),
+                ban: seconds(settings.defender_ban),
+                max_ban: seconds(settings.defender_max_ban),
+                safelist: settings.safelist.clone(),
+                rate: settings
+                    .connection_rate
+                    .filter(|rate| *rate > 0)
+                    .map(|rate| ConnectionRate {
+                        per_second: f64::from(rate),
+                        burst: f64::from(settings.connection_burst.unwrap_or(rate * 2).max(1)),
+                    }),
             },
             allow_fxp: settings.allow_fxp,
             timeouts: Timeouts {

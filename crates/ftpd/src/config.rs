@@ -5,6 +5,8 @@ use std::ops::RangeInclusive;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::cidr::AddressRules;
+use crate::defender::DefenderSettings;
 use crate::jail::Jail;
 use crate::passive::PassiveAddressing;
 use crate::proxy::ProxyPolicy;
@@ -24,6 +26,10 @@ pub struct Config {
     pub passive: PassiveAddressing,
     /// Whose PROXY protocol headers are believed.
     pub proxy: ProxyPolicy,
+    /// Who may connect at all (`--allow-from`, `--deny-from`).
+    pub address_rules: AddressRules,
+    /// The defender's thresholds, safelist and connection rate.
+    pub defender: DefenderSettings,
     /// Allow PORT/EPRT to addresses other than the client's own (FXP).
     pub allow_fxp: bool,
     /// How long each stage may take.

@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use common::listen::{announce, listen_announced};
 use ftpd::cli::{Args, Startup, StartupError, Tool};
+use ftpd::defender::Defender;
 use ftpd::metrics::Metrics;
 use ftpd::registry::Registry;
 use ftpd::server::{serve, Generation, Listeners, Reload};
@@ -119,6 +120,7 @@ fn run(args: &Args, settings: &Settings) -> Result<(), StartupError> {
         registry: Arc::new(Registry::default()),
         verification: Arc::new(VerificationGate::new(cores)),
         metrics: Arc::new(Metrics::default()),
+        defender: Arc::new(Defender::new()),
     };
     let grace = startup.shutdown_grace;
     let implicit_port = startup.implicit_tls_port;
@@ -191,6 +193,7 @@ struct Shared {
     registry: Arc<Registry>,
     verification: Arc<VerificationGate>,
     metrics: Arc<Metrics>,
+    defender: Arc<Defender>,
 }
 
 /// The settings of `startup` as the context new sessions get, with the transfer log
@@ -224,6 +227,7 @@ fn generation(startup: Startup, shared: &Shared) -> Result<Generation, StartupEr
             xferlog,
             verification: Arc::clone(&shared.verification),
             metrics: Arc::clone(&shared.metrics),
+            defender: Arc::clone(&shared.defender),
         }),
         limits: startup.limits,
     })

@@ -2,7 +2,7 @@
 //! `--metrics ADDR`. Recording is a few atomic adds; the page is encoded only when scraped.
 
 use std::io::{self, Read};
-use std::net::{TcpListener, TcpStream};
+use std::net::{IpAddr, TcpListener, TcpStream};
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
@@ -14,6 +14,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 use crate::deadline::{read_until, send_before};
+use crate::defender::{Defender, Offence};
 
 /// Label pairs, fixed strings only: no client-chosen text ever becomes a label.
 type Labels = Vec<(&'static str, &'static str)>;
@@ -35,6 +36,9 @@ pub struct Metrics {
     transfers: Family<Labels, Counter>,
     tls_failures: Counter,
     refused: Family<Labels, Counter>,
+    offences: Family<Labels, Counter>,
+    /// Seconds left on each ban in force, by address: refreshed from the defender per scrape.
+    banned: Family<Vec<(&'static str, String)>, Gauge>,
 }
 
 /// Which way a transfer's bytes went.
@@ -57,6 +61,8 @@ impl Default for Metrics {
             transfers: Family::default(),
             tls_failures: Counter::default(),
             refused: Family::default(),
+            offences: Family::default(),
+            banned: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -93,6 +99,16 @@ impl Default for Metrics {
             "connections_refused",
             "Connections refused by a limit, by reason",
             metrics.refused.clone(),
+        );
+        registry.register(
+            "defender_offences",
+            "Offences the defender scored, by kind",
+            metrics.offences.clone(),
+        );
+        registry.register(
+            "defender_banned_seconds",
+            "Seconds left on each ban in force, by address",
+            metrics.banned.clone(),
         );
         Metrics {
             registry,
@@ -162,11 +178,30 @@ impl Metrics {
         page
     }
 
+    /// The defender scored an offence.
+    pub fn offence(&self, offence: Offence) {
+        self.offences
+            .get_or_create(&vec![("offence", offence.label())])
+            .inc();
+    }
+
+    /// Replaces the list of bans shown with `bans`.
+    fn show_bans(&self, bans: &[(IpAddr, Duration)]) {
+        self.banned.clear();
+        for (ip, left) in bans {
+            let left = i64::try_from(left.as_secs()).unwrap_or(i64::MAX);
+            self.banned
+                .get_or_create(&vec![("address", ip.to_string())])
+                .set(left.max(1));
+        }
+    }
+
     /// Answers scrapers on `listener` until `stop` is set (whoever sets it wakes the
     /// listener). One request at a time, each under [`SCRAPE_TIMEOUT`]: a stalled scraper
-    /// costs the page that long, never the FTP service.
-    pub fn serve(&self, listener: &TcpListener, stop: &AtomicBool) {
+    /// costs the page that long, never the FTP service. Each page lists `defender`'s bans.
+    pub fn serve(&self, listener: &TcpListener, stop: &AtomicBool, defender: &Defender) {
         accept_until(listener, stop, |stream, peer| {
+            self.show_bans(&defender.bans());
             if let Err(error) = self.answer(&stream) {
                 log::debug!("metrics request from {peer}: {error}");
             }

@@ -16,6 +16,7 @@ use signal_hook::iterator::Signals;
 
 use crate::config::Limits;
 use crate::deadline::send_before;
+use crate::defender::{Offence, Verdict};
 use crate::proxy::{self, Origin};
 use crate::reply::{Code, Reply};
 use crate::session::{self, Context, THREAD_STACK_SIZE};
@@ -49,6 +50,7 @@ pub type Reload = Box<dyn Fn() -> Result<Generation, String> + Send + Sync>;
 pub fn serve(listeners: Listeners, first: Generation, reload: Reload, grace: Duration) {
     let registry = Arc::clone(&first.context.registry);
     let metrics = Arc::clone(&first.context.metrics);
+    let defender = Arc::clone(&first.context.defender);
     let stop = AtomicBool::new(false);
     let gate = Gate::new(first);
     let signals = Signals::new([SIGHUP, SIGINT, SIGTERM]);
@@ -81,8 +83,8 @@ pub fn serve(listeners: Listeners, first: Generation, reload: Reload, grace: Dur
             }
         }
         if let Some(page) = &listeners.metrics {
-            let spawned =
-                std::thread::Builder::new().spawn_scoped(scope, || metrics.serve(page, &stop));
+            let spawned = std::thread::Builder::new()
+                .spawn_scoped(scope, || metrics.serve(page, &stop, &defender));
             if let Err(error) = spawned {
                 log::error!("metrics not served: {error}");
             }
@@ -165,6 +167,9 @@ impl Gate {
         };
         let config = &admission.context.config;
         if !config.proxy.trusts(peer.ip()) {
+            if let Err(refusal) = admission.screen(peer.ip()) {
+                return admission.refuse(&stream, peer, refusal);
+            }
             let Some(address_slot) = admission.per_ip.try_acquire(peer.ip()) else {
                 return admission.refuse(&stream, peer, Refusal::PerAddress);
             };
@@ -186,6 +191,9 @@ impl Gate {
                     return;
                 }
             };
+            if let Err(refusal) = admission.screen(origin.client.ip()) {
+                return admission.refuse(&stream, origin.client, refusal);
+            }
             let Some(address_slot) = admission.per_ip.try_acquire(origin.client.ip()) else {
                 return admission.refuse(&stream, origin.client, Refusal::PerAddress);
             };
@@ -202,21 +210,58 @@ impl Gate {
 enum Refusal {
     ServerFull,
     PerAddress,
+    /// `--allow-from` / `--deny-from`.
+    NotAllowed,
+    /// The defender banned the address, for this much longer.
+    Banned(Duration),
+    /// Over `--connection-rate`.
+    RateLimited,
 }
 
 impl Admission {
+    /// The address checks in front of everything else: the allow and deny lists, then the
+    /// defender's bans and connection rate.
+    fn screen(&self, ip: IpAddr) -> Result<(), Refusal> {
+        let config = &self.context.config;
+        if !config.address_rules.permits(ip) {
+            return Err(Refusal::NotAllowed);
+        }
+        match self.context.defender.admit(&config.defender, ip) {
+            Verdict::Allowed => Ok(()),
+            Verdict::Banned(left) => Err(Refusal::Banned(left)),
+            Verdict::RateLimited => {
+                self.context.metrics.offence(Offence::RateExceeded);
+                Err(Refusal::RateLimited)
+            }
+        }
+    }
+
     /// `421` with the reason, only what the socket takes at once: never a wait on a client.
     fn refuse(&self, stream: &TcpStream, client: SocketAddr, refusal: Refusal) {
-        let (why, label) = match refusal {
-            Refusal::ServerFull => ("server full", "server_full"),
-            Refusal::PerAddress => ("too many from your address", "per_address"),
+        let (text, label) = match refusal {
+            Refusal::ServerFull => ("too many connections (server full)".into(), "server_full"),
+            Refusal::PerAddress => (
+                "too many connections (too many from your address)".into(),
+                "per_address",
+            ),
+            Refusal::NotAllowed => ("not allowed from your address".into(), "not_allowed"),
+            Refusal::Banned(left) => (
+                format!("your address is banned for {}s", left.as_secs().max(1)),
+                "banned",
+            ),
+            Refusal::RateLimited => (
+                "too many connections per second from your address".into(),
+                "rate_limited",
+            ),
         };
         self.context.metrics.refused(label);
-        log::warn!("refused {client}: {why}");
-        let reply = Reply::new(
-            Code::ServiceUnavailable,
-            format!("too many connections ({why})"),
-        );
+        // A banned address knocking is the defender working: not worth a line each time.
+        if matches!(refusal, Refusal::Banned(_)) {
+            log::debug!("refused {client}: {text}");
+        } else {
+            log::warn!("refused {client}: {text}");
+        }
+        let reply = Reply::new(Code::ServiceUnavailable, text);
         let _ = send_before(stream, &reply.to_bytes(), Instant::now());
     }
 

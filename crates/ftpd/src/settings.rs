@@ -36,6 +36,14 @@ pub mod defaults {
     pub const STALL_TIMEOUT: u64 = 300;
     /// `--shutdown-grace`, seconds.
     pub const SHUTDOWN_GRACE: u64 = 10;
+    /// `--defender-threshold`: a guesser is cut off after ten wrong passwords.
+    pub const DEFENDER_THRESHOLD: u32 = 10;
+    /// `--defender-window`, seconds.
+    pub const DEFENDER_WINDOW: u64 = 600;
+    /// `--defender-ban`, seconds.
+    pub const DEFENDER_BAN: u64 = 300;
+    /// `--defender-max-ban`, seconds.
+    pub const DEFENDER_MAX_BAN: u64 = 86_400;
 }
 
 /// The server's settings, as flags (clap) and as config-file keys (serde). `None` (or
@@ -165,6 +173,50 @@ pub struct Settings {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub metrics: Option<SocketAddr>,
+    /// Turn the defender off: no address is scored or banned (see --defender-threshold)
+    #[arg(long)]
+    #[serde(default)]
+    pub no_defender: bool,
+    /// Score at which the defender bans an address: a failed login costs 1, a line over the
+    /// limit 2, a refused PORT bounce 3, an HTTP request 5, a connection over the rate 1
+    /// [default: 10]
+    #[arg(long, value_name = "SCORE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub defender_threshold: Option<u32>,
+    /// Seconds an offence counts towards the score [default: 600]
+    #[arg(long, value_name = "SECONDS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub defender_window: Option<u64>,
+    /// Seconds of an address's first ban; each later ban doubles [default: 300]
+    #[arg(long, value_name = "SECONDS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub defender_ban: Option<u64>,
+    /// Longest ban, in seconds [default: 86400]
+    #[arg(long, value_name = "SECONDS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub defender_max_ban: Option<u64>,
+    /// Networks never banned nor rate-limited, e.g. 10.0.0.0/8,2001:db8::/32
+    #[arg(long, value_delimiter = ',', value_name = "CIDR")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub safelist: Vec<Cidr>,
+    /// New control connections per second allowed from one address (a token bucket; off
+    /// unless given)
+    #[arg(long, value_name = "PER_SECOND")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connection_rate: Option<u32>,
+    /// Connections one address may open at once before --connection-rate applies
+    /// [default: twice the rate]
+    #[arg(long, value_name = "COUNT")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connection_burst: Option<u32>,
+    /// Only these networks may connect, e.g. 192.0.2.0/24,2001:db8::/32 (default: everyone)
+    #[arg(long, value_delimiter = ',', value_name = "CIDR")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow_from: Vec<Cidr>,
+    /// These networks may never connect (wins over --allow-from)
+    #[arg(long, value_delimiter = ',', value_name = "CIDR")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deny_from: Vec<Cidr>,
     /// How log lines look on stderr: text for people, json (one object a line) for log
     /// shippers [default: text]
     #[arg(long, value_enum)]
@@ -259,6 +311,16 @@ impl Settings {
             user: self.user.or(file.user),
             metrics: self.metrics.or(file.metrics),
             log_format: self.log_format.or(file.log_format),
+            no_defender: self.no_defender || file.no_defender,
+            defender_threshold: self.defender_threshold.or(file.defender_threshold),
+            defender_window: self.defender_window.or(file.defender_window),
+            defender_ban: self.defender_ban.or(file.defender_ban),
+            defender_max_ban: self.defender_max_ban.or(file.defender_max_ban),
+            safelist: either(self.safelist, file.safelist),
+            connection_rate: self.connection_rate.or(file.connection_rate),
+            connection_burst: self.connection_burst.or(file.connection_burst),
+            allow_from: either(self.allow_from, file.allow_from),
+            deny_from: either(self.deny_from, file.deny_from),
         }
     }
 
@@ -282,6 +344,16 @@ impl Settings {
                     .clone()
                     .unwrap_or(PassiveAddress::Control),
             ),
+            defender_threshold: Some(
+                self.defender_threshold
+                    .unwrap_or(defaults::DEFENDER_THRESHOLD),
+            ),
+            defender_window: Some(self.defender_window.unwrap_or(defaults::DEFENDER_WINDOW)),
+            defender_ban: Some(self.defender_ban.unwrap_or(defaults::DEFENDER_BAN)),
+            defender_max_ban: Some(self.defender_max_ban.unwrap_or(defaults::DEFENDER_MAX_BAN)),
+            connection_burst: self
+                .connection_rate
+                .map(|rate| self.connection_burst.unwrap_or(rate.saturating_mul(2))),
             proxy_mode: (!self.proxy_from.is_empty()).then(|| self.proxy_mode.unwrap_or_default()),
             ..self.clone()
         }

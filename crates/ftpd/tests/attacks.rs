@@ -168,12 +168,13 @@ fn failed_logins_slow_down_then_close_and_others_are_not_held_up() {
     bystander.expect("NOOP", 200);
     attacker.expect("USER alice", 331);
     attacker.expect("PASS wrong-2", 530);
+    // Each 530 comes at once; the session then waits (1 s, then 2 s) before it reads on.
+    attacker.expect("USER mallory", 331);
     assert!(
         started.elapsed() >= Duration::from_millis(2900),
         "no delay: {:?}",
         started.elapsed()
     );
-    attacker.expect("USER mallory", 331);
     attacker.expect("PASS wrong-3", 421);
     let log = ftpd.server.log_lines().join("\n");
     assert!(

@@ -17,6 +17,7 @@ use crate::command::{self, Command, EpsvMode, ParseError, TransferType};
 use crate::config::Config;
 use crate::control::{read_line, Control, ControlReader, LineRead, PartialLine, MAX_LINE};
 use crate::data::{self, DataPlan};
+use crate::defender::{Defender, Offence};
 use crate::jail::Jail;
 use crate::metrics::Metrics;
 use crate::path::VirtualPath;
@@ -71,6 +72,16 @@ pub struct Context {
     pub verification: Arc<VerificationGate>,
     /// The counters `--metrics` serves.
     pub metrics: Arc<Metrics>,
+    /// Scores and bans addresses across sessions; one for the process, kept by reloads.
+    pub defender: Arc<Defender>,
+}
+
+impl Context {
+    /// Scores an offence by `ip` (and counts it); true when it got the address banned.
+    pub fn offend(&self, ip: IpAddr, offence: Offence) -> bool {
+        self.metrics.offence(offence);
+        self.defender.offend(&self.config.defender, ip, offence)
+    }
 }
 
 /// Where the login stands.
@@ -219,6 +230,7 @@ impl Session {
             let line = match read_line(&mut reader, &mut partial) {
                 Ok(LineRead::Line(line)) => line,
                 Ok(LineRead::TooLong) => {
+                    self.context.offend(self.peer.ip(), Offence::OverlongLine);
                     self.finish_transfer();
                     let too_long = Reply::new(Code::SyntaxError, "command line too long");
                     if self.send(too_long).is_err() {
@@ -243,6 +255,7 @@ impl Session {
                 Ok(command) => self.dispatch(command),
                 Err(ParseError::Unknown(verb)) if HTTP_VERBS.contains(&verb.as_str()) => {
                     log::warn!("{}: HTTP request on the FTP port, closing", self.peer);
+                    self.context.offend(self.peer.ip(), Offence::HttpVerb);
                     Flow::Quit
                 }
                 Err(error) => {
@@ -541,6 +554,16 @@ impl Session {
         };
         let context = Arc::clone(&self.context);
         let users = &context.config.users;
+        let defence = &context.config.defender;
+        // The defender first: a banned address (or one whose checks in flight would reach
+        // the threshold) gets no password check at all, whichever session it uses.
+        let Some(attempt) = context.defender.begin_attempt(defence, self.peer.ip()) else {
+            let _ = self.send(Reply::new(
+                Code::ServiceUnavailable,
+                "too many failed logins from your address, closing",
+            ));
+            return Ok(Flow::Quit);
+        };
         // Each hash check costs ~19 MiB while it runs: at most a few at once, the rest wait
         // within their own login deadline.
         let pass = if users.needs_verification(&user) {
@@ -557,6 +580,12 @@ impl Session {
         let identity = users.authenticate(&user, password);
         drop(pass);
         context.metrics.login(identity.is_some());
+        if identity.is_none() {
+            context.metrics.offence(Offence::FailedLogin);
+        }
+        let banned = context
+            .defender
+            .finish_attempt(defence, attempt, identity.is_some());
         let jail = identity.as_ref().map(|identity| {
             let home = VirtualPath::root().resolve(identity.home.as_bytes());
             if home.is_root() {
@@ -596,16 +625,24 @@ impl Session {
                     self.peer,
                     self.failed_logins
                 );
-                if self.failed_logins >= MAX_FAILED_LOGINS {
+                if self.failed_logins >= MAX_FAILED_LOGINS || banned {
                     let _ = self.send(Reply::new(
                         Code::ServiceUnavailable,
                         "too many failed logins, closing",
                     ));
                     return Ok(Flow::Quit);
                 }
-                // Slow down guessing, a second more each time; only this session waits.
+                // The same reply whether the name exists or not, at once (the hash check
+                // took the same time either way); then guessing slows down, a second more
+                // each time, before this session reads its next command. Only it waits.
+                if self
+                    .send(Reply::new(Code::NotLoggedIn, "Login incorrect"))
+                    .is_err()
+                {
+                    return Ok(Flow::Quit);
+                }
                 std::thread::sleep(Duration::from_secs(u64::from(self.failed_logins)));
-                Err(Reply::new(Code::NotLoggedIn, "Login incorrect"))
+                Ok(Flow::Continue)
             }
         }
     }

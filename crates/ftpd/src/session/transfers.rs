@@ -15,6 +15,7 @@ use super::{Context, Flow, Replied, Session, THREAD_STACK_SIZE};
 use crate::command::TransferType;
 use crate::control::Control;
 use crate::data::{self, DataPlan, DataStream};
+use crate::defender::Offence;
 use crate::metrics::Direction;
 use crate::registry::shutting_down_reply;
 use crate::reply::{fs_error, Code, Reply};
@@ -185,6 +186,7 @@ impl Session {
         }
         let own = data::canonical(self.peer.ip());
         if data::canonical(addr.ip()) != own && !self.context.config.allow_fxp {
+            self.context.offend(self.peer.ip(), Offence::Bounce);
             return Err(Reply::new(
                 Code::ParameterNotImplemented,
                 format!(
