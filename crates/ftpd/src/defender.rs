@@ -183,9 +183,10 @@ impl Record {
     fn idle(&self, now: Instant, settings: &DefenderSettings) -> bool {
         self.pending == 0
             && self.banned_for(now).is_none()
-            && self.offences.back().map_or(true, |(when, _)| {
-                now.duration_since(*when) >= settings.window
-            })
+            && self
+                .offences
+                .back()
+                .is_none_or(|(when, _)| now.duration_since(*when) >= settings.window)
             && (self.bans == 0 || now.duration_since(self.last_seen) >= settings.max_ban)
     }
 }
