@@ -5,6 +5,10 @@
 //! kills them on drop. Every read has a timeout, so a broken server fails a test instead of
 //! hanging the suite.
 
+mod seaweed;
+
+pub use seaweed::{weed_binary, Seaweed, SEAWEED_STARTUP_TIMEOUT};
+
 use std::ffi::OsStr;
 use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
