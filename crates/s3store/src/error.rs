@@ -141,7 +141,11 @@ mod tests {
             (502, "", S3Error::Server(502)),
         ];
         for (status, code, expected) in cases {
-            assert_eq!(&S3Error::from_reply(*status, code, "m"), expected, "{status} {code}");
+            assert_eq!(
+                &S3Error::from_reply(*status, code, "m"),
+                expected,
+                "{status} {code}"
+            );
         }
         assert_eq!(
             S3Error::from_reply(404, "NoSuchBucket", "gone"),

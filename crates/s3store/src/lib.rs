@@ -21,6 +21,9 @@
 //! reply to `S3Error`), `xml` (reply bodies; pure), `request` (signing, sending, retrying: the
 //! only network code), `store`, `upload`, `list`.
 
+#![deny(clippy::disallowed_methods)]
+#![warn(missing_docs)]
+
 mod config;
 mod error;
 mod list;

@@ -85,7 +85,14 @@ impl Listing {
         let mut entries: Vec<(String, Entry)> = Vec::new();
         for (key, size, modified) in page.objects {
             if let Some(name) = self.name_of(&key) {
-                entries.push((key.clone(), Entry::Object { name, size, modified }));
+                entries.push((
+                    key.clone(),
+                    Entry::Object {
+                        name,
+                        size,
+                        modified,
+                    },
+                ));
             }
         }
         for prefix in page.prefixes {

@@ -195,8 +195,8 @@ impl Client {
         request: Result<http::Request<B>, http::Error>,
         bound: Bound,
     ) -> Result<http::Response<ureq::Body>, S3Error> {
-        let request =
-            request.map_err(|error| S3Error::Unsupported(format!("cannot build request: {error}")))?;
+        let request = request
+            .map_err(|error| S3Error::Unsupported(format!("cannot build request: {error}")))?;
         let per_call = match bound {
             Bound::Call => Some(self.timeout),
             Bound::Stall => None,

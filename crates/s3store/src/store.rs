@@ -248,10 +248,14 @@ impl Store {
                 call.query.push(("upload-id-marker", id.clone()));
             }
             let page = xml::parse_uploads_page(&self.client.send_for_text(&call)?)?;
-            pending.extend(page.uploads.into_iter().map(|(key, upload_id)| PendingUpload {
-                key: self.relative(&key).to_owned(),
-                upload_id,
-            }));
+            pending.extend(
+                page.uploads
+                    .into_iter()
+                    .map(|(key, upload_id)| PendingUpload {
+                        key: self.relative(&key).to_owned(),
+                        upload_id,
+                    }),
+            );
             match page.next {
                 Some(next) if Some(&next) != markers.as_ref() => markers = Some(next),
                 Some(_) => {
@@ -342,7 +346,9 @@ mod tests {
             Err(S3Error::Server(500))
         );
         assert_eq!(
-            check_not_error("<?xml version=\"1.0\"?><CopyObjectResult><ETag>x</ETag></CopyObjectResult>"),
+            check_not_error(
+                "<?xml version=\"1.0\"?><CopyObjectResult><ETag>x</ETag></CopyObjectResult>"
+            ),
             Ok(())
         );
         assert_eq!(check_not_error(""), Ok(()));

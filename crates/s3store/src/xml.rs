@@ -181,8 +181,8 @@ struct CopyPartResult {
 
 /// The ETag of a part copied with UploadPartCopy, from its CopyPartResult.
 pub(crate) fn parse_copy_part_etag(body: &str) -> Result<String, S3Error> {
-    let result: CopyPartResult = quick_xml::de::from_str(body)
-        .map_err(|error| unreadable("UploadPartCopy reply", error))?;
+    let result: CopyPartResult =
+        quick_xml::de::from_str(body).map_err(|error| unreadable("UploadPartCopy reply", error))?;
     Ok(result.etag)
 }
 
@@ -287,13 +287,27 @@ mod tests {
 
     #[test]
     fn garbage_is_a_protocol_error_not_a_panic() {
-        for body in ["", "not xml", "<ListBucketResult><Contents><Key>k</Key></Contents>", "<a"] {
-            assert!(matches!(parse_list_page(body), Err(S3Error::Protocol(_))), "{body}");
-            assert!(matches!(parse_upload_id(body), Err(S3Error::Protocol(_))), "{body}");
+        for body in [
+            "",
+            "not xml",
+            "<ListBucketResult><Contents><Key>k</Key></Contents>",
+            "<a",
+        ] {
+            assert!(
+                matches!(parse_list_page(body), Err(S3Error::Protocol(_))),
+                "{body}"
+            );
+            assert!(
+                matches!(parse_upload_id(body), Err(S3Error::Protocol(_))),
+                "{body}"
+            );
         }
         let bad_time = "<ListBucketResult><Contents><Key>k</Key><Size>1</Size>\
             <LastModified>yesterday</LastModified></Contents></ListBucketResult>";
-        assert!(matches!(parse_list_page(bad_time), Err(S3Error::Protocol(_))));
+        assert!(matches!(
+            parse_list_page(bad_time),
+            Err(S3Error::Protocol(_))
+        ));
     }
 
     #[test]

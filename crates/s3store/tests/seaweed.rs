@@ -259,8 +259,14 @@ fn copy_duplicates_on_the_server() {
     // The UploadPartCopy path, with limits made small: 12 MiB in 5 MiB parts.
     let big = bytes(7, 12 * MIB);
     store.put("src/big", &big).unwrap();
-    s3store::copy_with_limits(&store, "src/big", "dst/big", MIB as u64, MIN_PART_SIZE as u64)
-        .unwrap();
+    s3store::copy_with_limits(
+        &store,
+        "src/big",
+        "dst/big",
+        MIB as u64,
+        MIN_PART_SIZE as u64,
+    )
+    .unwrap();
     assert_eq!(store.head("dst/big").unwrap().size, big.len() as u64);
     assert_eq!(sha(&read_all(store.get("dst/big", 0).unwrap())), sha(&big));
     assert!(store.list_multipart_uploads("").unwrap().is_empty());

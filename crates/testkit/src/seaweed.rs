@@ -84,7 +84,10 @@ impl Seaweed {
                     "-master.telemetry=false",
                 ])
                 .arg(format!("-s3.config={}", config.display()))
-                .arg(format!("-filer.localSocket={}", dir.join("filer.sock").display()))
+                .arg(format!(
+                    "-filer.localSocket={}",
+                    dir.join("filer.sock").display()
+                ))
                 .arg(format!("-s3.localSocket={}", dir.join("s3.sock").display()))
                 .env("AWS_ACCESS_KEY_ID", &access_key)
                 .env("AWS_SECRET_ACCESS_KEY", &secret_key)
@@ -151,7 +154,6 @@ impl Seaweed {
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
-
 }
 
 impl Drop for Seaweed {
