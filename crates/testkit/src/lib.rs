@@ -451,6 +451,28 @@ mod tests {
     }
 
     #[test]
+    fn a_dropped_seaweed_leaves_no_process_and_no_directory() {
+        let seaweed = Seaweed::start();
+        let pid = seaweed.pid();
+        let dir = seaweed.dir().to_owned();
+        let sockets = seaweed.grpc_sockets();
+        assert!(sockets.iter().all(|socket| socket.exists()), "{sockets:?}");
+        assert!(dir.join("data").is_dir());
+        assert!(!is_dead(pid));
+        drop(seaweed);
+        assert!(is_dead(pid), "weed {pid} outlived its Seaweed");
+        assert!(!dir.exists(), "{} is still there", dir.display());
+        let left: Vec<_> = sockets.iter().filter(|socket| socket.exists()).collect();
+        assert!(left.is_empty(), "left behind: {left:?}");
+        // Nothing else in its process group either.
+        let group = Command::new("pgrep")
+            .args(["-g", &pid.to_string()])
+            .output()
+            .expect("run pgrep");
+        assert!(group.stdout.is_empty(), "{group:?}");
+    }
+
+    #[test]
     fn a_server_whose_test_forgets_it_dies_with_the_starting_thread() {
         let pid = thread::spawn(|| {
             let mut command = Command::new("sh");

@@ -36,11 +36,21 @@ const PORT_FLAGS: [&str; 10] = [
     "-admin.port.grpc",
 ];
 const S3_PORT_INDEX: usize = 6;
+/// The gRPC unix sockets weed makes beside each gRPC port, always in /tmp (neither a flag nor
+/// TMPDIR moves them), as (component, index of its gRPC port in [`PORT_FLAGS`]).
+const GRPC_SOCKETS: [(&str, usize); 5] = [
+    ("master", 1),
+    ("volume", 3),
+    ("filer", 5),
+    ("s3", 7),
+    ("admin", 9),
+];
 
 /// A running `weed mini` whose S3 gateway answers at [`Seaweed::endpoint`].
 pub struct Seaweed {
     child: Child,
     dir: PathBuf,
+    ports: [u16; 10],
     /// `http://127.0.0.1:PORT`, the S3 endpoint (path-style addressing, any region).
     pub endpoint: String,
     /// The S3 gateway's address.
@@ -89,8 +99,6 @@ impl Seaweed {
                     dir.join("filer.sock").display()
                 ))
                 .arg(format!("-s3.localSocket={}", dir.join("s3.sock").display()))
-                .env("AWS_ACCESS_KEY_ID", &access_key)
-                .env("AWS_SECRET_ACCESS_KEY", &secret_key)
                 .current_dir(&dir)
                 .stdin(Stdio::null())
                 .stdout(log_file(&log_path))
@@ -108,6 +116,7 @@ impl Seaweed {
                     return Seaweed {
                         child,
                         dir,
+                        ports,
                         endpoint: format!("http://{addr}"),
                         addr,
                         access_key,
@@ -118,6 +127,7 @@ impl Seaweed {
                     last_log = log;
                     kill_group(child.id());
                     let _ = child.wait();
+                    remove_grpc_sockets(&ports);
                     // The next try starts from an empty data directory and log.
                     let _ = fs::remove_dir_all(dir.join("data"));
                     let _ = fs::remove_file(&log_path);
@@ -139,7 +149,7 @@ impl Seaweed {
                 .name("seaweed".into())
                 .spawn(move || {
                     let seaweed = Seaweed::start();
-                    kill_group_at_exit(seaweed.child.id(), seaweed.dir.clone());
+                    kill_group_at_exit(seaweed.child.id(), seaweed.dir.clone(), seaweed.ports);
                     let _ = tx.send(seaweed);
                     loop {
                         thread::park();
@@ -148,6 +158,16 @@ impl Seaweed {
                 .expect("spawn the seaweed thread");
             rx.recv().expect("weed mini started")
         })
+    }
+
+    /// The scratch directory holding weed's data, config and log (`weed.log`).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The unix sockets weed makes in /tmp (one per gRPC port); removed when it is dropped.
+    pub fn grpc_sockets(&self) -> Vec<PathBuf> {
+        grpc_sockets(&self.ports)
     }
 
     /// Process id of `weed` (also its process group id).
@@ -160,6 +180,7 @@ impl Drop for Seaweed {
     fn drop(&mut self) {
         kill_group(self.child.id());
         let _ = self.child.wait();
+        remove_grpc_sockets(&self.ports);
         let _ = fs::remove_dir_all(&self.dir);
     }
 }
@@ -197,10 +218,10 @@ fn kill_group(pgid: u32) {
 }
 
 /// The shared server's process group and directory, for [`clean_up_at_exit`].
-static AT_EXIT: OnceLock<(u32, PathBuf)> = OnceLock::new();
+static AT_EXIT: OnceLock<(u32, PathBuf, [u16; 10])> = OnceLock::new();
 
 extern "C" fn clean_up_at_exit() {
-    if let Some((pgid, dir)) = AT_EXIT.get() {
+    if let Some((pgid, dir, ports)) = AT_EXIT.get() {
         kill_group(*pgid);
         if let Ok(pid) = libc::pid_t::try_from(*pgid) {
             // SAFETY: waitpid on our own child with a null status pointer.
@@ -208,14 +229,35 @@ extern "C" fn clean_up_at_exit() {
                 libc::waitpid(pid, std::ptr::null_mut(), 0);
             }
         }
+        remove_grpc_sockets(ports);
         let _ = fs::remove_dir_all(dir);
     }
 }
 
-/// Kills process group `pgid` and removes `dir` when the process exits normally (the test
+/// The gRPC sockets weed makes in /tmp for these ports.
+fn grpc_sockets(ports: &[u16; 10]) -> Vec<PathBuf> {
+    GRPC_SOCKETS
+        .iter()
+        .map(|(component, index)| {
+            PathBuf::from(format!(
+                "/tmp/seaweedfs-{component}-grpc-{}.sock",
+                ports[*index]
+            ))
+        })
+        .collect()
+}
+
+/// Removes the gRPC sockets a killed weed left in /tmp.
+fn remove_grpc_sockets(ports: &[u16; 10]) {
+    for socket in grpc_sockets(ports) {
+        let _ = fs::remove_file(socket);
+    }
+}
+
+/// Kills process group `pgid` and removes `dir` and its sockets when the process exits normally (the test
 /// harness returning from `main`); the parent-death signal covers an abnormal end.
-fn kill_group_at_exit(pgid: u32, dir: PathBuf) {
-    if AT_EXIT.set((pgid, dir)).is_ok() {
+fn kill_group_at_exit(pgid: u32, dir: PathBuf, ports: [u16; 10]) {
+    if AT_EXIT.set((pgid, dir, ports)).is_ok() {
         // SAFETY: registers a plain extern "C" function; it only kills, reaps and removes.
         unsafe {
             libc::atexit(clean_up_at_exit);
