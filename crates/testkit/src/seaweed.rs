@@ -18,8 +18,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// How long `weed mini` may take until its S3 gateway answers.
 pub const SEAWEED_STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
-/// How many times a start is tried again with other ports when `weed` exits at once (another
-/// process took one of the ports between our probe and its bind).
+/// How many times weed is started, each time on other ports, when it exits at once because
+/// another process took one of the ports between our probe and its start.
 const START_TRIES: u32 = 4;
 /// The ports `weed mini` listens on, each chosen by us (never its fixed defaults): master,
 /// volume, filer, S3, admin and the gRPC port of each.
@@ -123,7 +123,15 @@ impl Seaweed {
                         secret_key,
                     }
                 }
-                Err(log) => {
+                Err(NotReady::Slow(log)) => {
+                    kill_group(child.id());
+                    let _ = child.wait();
+                    remove_grpc_sockets(&ports);
+                    let _ = fs::remove_dir_all(&dir);
+                    panic!("weed mini did not answer within {SEAWEED_STARTUP_TIMEOUT:?}:\n{log}");
+                }
+                // weed checks its ports first and exits at once when one is taken.
+                Err(NotReady::Exited(log)) => {
                     last_log = log;
                     kill_group(child.id());
                     let _ = child.wait();
@@ -185,23 +193,31 @@ impl Drop for Seaweed {
     }
 }
 
+/// Why weed is not ready.
+enum NotReady {
+    /// It exited (a port taken meanwhile, most likely): worth another try with other ports.
+    Exited(String),
+    /// It runs but did not get ready in time: not worth another try.
+    Slow(String),
+}
+
 /// Waits until weed says every component is up and the S3 port answers HTTP; on failure
-/// (weed exited, or the deadline passed) returns why, with its log.
-fn wait_ready(child: &mut Child, addr: SocketAddr, log_path: &Path) -> Result<(), String> {
+/// says why, with its log.
+fn wait_ready(child: &mut Child, addr: SocketAddr, log_path: &Path) -> Result<(), NotReady> {
     let deadline = Instant::now() + SEAWEED_STARTUP_TIMEOUT;
     let read_log = || fs::read_to_string(log_path).unwrap_or_default();
     loop {
         if let Ok(Some(status)) = child.try_wait() {
-            return Err(format!("weed exited with {status}:\n{}", read_log()));
+            return Err(NotReady::Exited(format!(
+                "weed exited with {status}:\n{}",
+                read_log()
+            )));
         }
         if read_log().contains("ready to use") && answers_http(addr) {
             return Ok(());
         }
         if Instant::now() >= deadline {
-            return Err(format!(
-                "not ready after {SEAWEED_STARTUP_TIMEOUT:?}:\n{}",
-                read_log()
-            ));
+            return Err(NotReady::Slow(read_log()));
         }
         thread::sleep(Duration::from_millis(50));
     }
