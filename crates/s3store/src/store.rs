@@ -339,6 +339,50 @@ impl std::fmt::Debug for ObjectReader {
 mod tests {
     use super::*;
 
+    fn config(endpoint: &str, path_style: bool, prefix: &str) -> StoreConfig {
+        StoreConfig {
+            endpoint: endpoint.parse().unwrap(),
+            region: "us-east-1".into(),
+            bucket: "bucket".into(),
+            prefix: prefix.into(),
+            path_style,
+            credentials: crate::Credentials::new("k", "s"),
+            timeout: std::time::Duration::from_secs(1),
+        }
+    }
+
+    #[test]
+    fn bad_configurations_are_errors_not_panics() {
+        for (endpoint, path_style, prefix) in [
+            ("ftp://example.com", true, ""),
+            ("http://127.0.0.1:9000", false, ""),
+            ("http://example.com", true, "a/../b"),
+        ] {
+            let result = Store::new(config(endpoint, path_style, prefix));
+            assert!(
+                matches!(result, Err(S3Error::Unsupported(_))),
+                "{endpoint} {path_style} {prefix}: {result:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn keys_live_under_the_prefix() {
+        let store = Store::new(config("http://127.0.0.1:9000", true, "/ftp//root")).unwrap();
+        assert_eq!(store.full_key("a/b").unwrap(), "ftp/root/a/b");
+        assert_eq!(store.full_key("/a").unwrap(), "ftp/root/a");
+        assert!(store.full_key("").is_err());
+        assert!(store.full_key("/").is_err());
+        assert_eq!(store.dir_prefix("").unwrap(), "ftp/root/");
+        assert_eq!(store.dir_prefix("/d/e/").unwrap(), "ftp/root/d/e/");
+        assert!(store.dir_prefix("d/..").is_err());
+        assert_eq!(store.relative("ftp/root/x/y"), "x/y");
+        assert_eq!(
+            store.copy_source("ftp/root/a b/ü+&.txt"),
+            "/bucket/ftp/root/a%20b/%C3%BC%2B%26.txt"
+        );
+    }
+
     #[test]
     fn a_200_with_an_error_body_is_an_error() {
         assert_eq!(
