@@ -14,8 +14,11 @@
 //! need: per-phase timeouts plus per-read and per-write ones, so a stalled server fails a
 //! streaming GET after one timeout of silence while a slow but moving download is not cut off.
 //! The AWS SDK was not considered: it needs tokio. The replies are read with `quick-xml`'s
-//! serde support into structs naming only the tags we use, which tolerates the extra tags
-//! servers add and escapes and entities correctly, where hand-parsing tags would not.
+//! serde support into structs naming only the tags we use: it ignores the extra tags servers
+//! add and decodes entities and character references in keys (`&amp;`, `&#x1;`), where
+//! hand-parsed tags would get those wrong sooner or later. Idempotent requests are retried
+//! (3 tries, 100 ms then 200 ms apart, capped at 400 ms) after throttling, a 5xx or a broken
+//! connection, never after a timeout (the caller has already waited one deadline).
 //!
 //! Layout: `config` (settings, credentials, `s3://` locations; pure), `error` (the one map from
 //! reply to `S3Error`), `xml` (reply bodies; pure), `request` (signing, sending, retrying: the
