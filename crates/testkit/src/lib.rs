@@ -5,6 +5,10 @@
 //! kills them on drop. Every read has a timeout, so a broken server fails a test instead of
 //! hanging the suite.
 
+mod seaweed;
+
+pub use seaweed::{weed_binary, Seaweed, SEAWEED_STARTUP_TIMEOUT};
+
 use std::ffi::OsStr;
 use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
@@ -444,6 +448,28 @@ mod tests {
     fn is_dead(pid: u32) -> bool {
         std::fs::read_to_string(format!("/proc/{pid}/status"))
             .map_or(true, |status| status.contains("State:\tZ"))
+    }
+
+    #[test]
+    fn a_dropped_seaweed_leaves_no_process_and_no_directory() {
+        let seaweed = Seaweed::start();
+        let pid = seaweed.pid();
+        let dir = seaweed.dir().to_owned();
+        let sockets = seaweed.grpc_sockets();
+        assert!(sockets.iter().all(|socket| socket.exists()), "{sockets:?}");
+        assert!(dir.join("data").is_dir());
+        assert!(!is_dead(pid));
+        drop(seaweed);
+        assert!(is_dead(pid), "weed {pid} outlived its Seaweed");
+        assert!(!dir.exists(), "{} is still there", dir.display());
+        let left: Vec<_> = sockets.iter().filter(|socket| socket.exists()).collect();
+        assert!(left.is_empty(), "left behind: {left:?}");
+        // Nothing else in its process group either.
+        let group = Command::new("pgrep")
+            .args(["-g", &pid.to_string()])
+            .output()
+            .expect("run pgrep");
+        assert!(group.stdout.is_empty(), "{group:?}");
     }
 
     #[test]
