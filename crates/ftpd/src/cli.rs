@@ -16,7 +16,7 @@ use crate::passive::PassiveAddressing;
 use crate::proxy::ProxyPolicy;
 use crate::settings::{Settings, SettingsError};
 use crate::tls::TlsSettings;
-use crate::users::{Access, Users, UsersError};
+use crate::users::{Permissions, Users, UsersError, UsersSource};
 
 /// Concurrent FTP server: serves a directory to ftp, lftp, curl, FileZilla and friends
 #[derive(Parser, Debug, Clone)]
@@ -78,8 +78,8 @@ pub struct Startup {
     pub xferlog: Option<PathBuf>,
     /// How long transfers may take to finish at shutdown.
     pub shutdown_grace: Duration,
-    /// Whether anonymous may log in and write, for the start-up log line.
-    pub anonymous: Option<Access>,
+    /// What anonymous may do, if it may log in: for the start-up log line.
+    pub anonymous: Option<Permissions>,
     /// The served directory as given, for the start-up log line.
     pub root: PathBuf,
     /// The user to become after binding, when started as root.
@@ -151,23 +151,24 @@ impl Settings {
                 return Err(needs_cert("tls-no-session-reuse"));
             }
         }
-        let write_access = if settings.write {
-            Access::ReadWrite
+        let default = if settings.write {
+            Permissions::all()
         } else {
-            Access::ReadOnly
+            Permissions::read_only()
         };
-        let anonymous = settings.anonymous.then_some(write_access);
-        let users = match &settings.users {
-            Some(path) => {
-                Users::load(path, anonymous, write_access).map_err(StartupError::Users)?
-            }
-            None if anonymous.is_none() => {
-                return Err(StartupError::Usage(
-                    "--no-anonymous needs --users: nobody could log in".into(),
-                ))
-            }
-            None => Users::anonymous_only(write_access),
-        };
+        let users = Users::load(UsersSource {
+            file: settings.users.as_deref(),
+            tables: &settings.accounts,
+            anonymous: settings.anonymous,
+            default,
+        })
+        .map_err(StartupError::Users)?;
+        if users.is_empty() && users.anonymous_policy().is_none() {
+            return Err(StartupError::Usage(
+                "--no-anonymous needs --users or [accounts] tables: nobody could log in".into(),
+            ));
+        }
+        let anonymous = users.anonymous_policy().map(|policy| policy.permissions);
         let tls = match (&settings.tls_cert, &settings.tls_key) {
             (Some(cert), Some(key)) => Some(
                 TlsSettings::load(

@@ -19,7 +19,7 @@ use ftpd::server::{serve, Generation, Listeners, Reload};
 use ftpd::service;
 use ftpd::session::Context;
 use ftpd::settings::{LogFormat, Settings};
-use ftpd::users::{hash_password, Access, VerificationGate};
+use ftpd::users::{hash_password, VerificationGate};
 use ftpd::xferlog::Xferlog;
 
 fn main() -> ExitCode {
@@ -211,7 +211,7 @@ fn generation(startup: Startup, shared: &Shared) -> Result<Generation, StartupEr
         "serving {} ({}; anonymous {})",
         startup.root.display(),
         match startup.anonymous {
-            Some(Access::ReadWrite) => "writable",
+            Some(permissions) if !permissions.is_read_only() => "writable",
             _ => "read-only",
         },
         if startup.anonymous.is_some() {

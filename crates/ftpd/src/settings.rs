@@ -2,6 +2,7 @@
 //! has a config-file key of the same name (`--max-clients` is `max-clients`); a flag given
 //! on the command line wins over the file; what neither gives takes its default.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::ops::RangeInclusive;
@@ -13,6 +14,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use crate::cidr::Cidr;
 use crate::passive::{NetworkAddress, PassiveAddress};
 use crate::proxy::ProxyMode;
+use crate::users::AccountTable;
 
 /// Defaults, for `--help` and for what neither the flags nor the file say.
 pub mod defaults {
@@ -217,6 +219,11 @@ pub struct Settings {
     #[arg(long, value_delimiter = ',', value_name = "CIDR")]
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub deny_from: Vec<Cidr>,
+    /// `[accounts.NAME]` tables: users and their policies in the config file itself
+    /// (`--users FILE` may hold the same tables, or `name:hash` lines).
+    #[arg(skip)]
+    #[serde(default, skip_serializing)]
+    pub accounts: BTreeMap<String, AccountTable>,
     /// How log lines look on stderr: text for people, json (one object a line) for log
     /// shippers [default: text]
     #[arg(long, value_enum)]
@@ -321,6 +328,11 @@ impl Settings {
             connection_burst: self.connection_burst.or(file.connection_burst),
             allow_from: either(self.allow_from, file.allow_from),
             deny_from: either(self.deny_from, file.deny_from),
+            accounts: if self.accounts.is_empty() {
+                file.accounts
+            } else {
+                self.accounts
+            },
         }
     }
 
@@ -337,7 +349,11 @@ impl Settings {
             data_timeout: Some(self.data_timeout.unwrap_or(defaults::DATA_TIMEOUT)),
             stall_timeout: Some(self.stall_timeout.unwrap_or(defaults::STALL_TIMEOUT)),
             shutdown_grace: Some(self.shutdown_grace.unwrap_or(defaults::SHUTDOWN_GRACE)),
-            anonymous: !self.no_anonymous && (self.anonymous || self.users.is_none()),
+            // Anonymous is on by default only where no account is configured.
+            anonymous: !self.no_anonymous
+                && (self.anonymous
+                    || (self.users.is_none()
+                        && self.accounts.keys().all(|name| name == "anonymous"))),
             log_format: Some(self.log_format.unwrap_or(LogFormat::Text)),
             passive_address: Some(
                 self.passive_address
@@ -360,8 +376,18 @@ impl Settings {
     }
 
     /// The settings as TOML, the config file's own format.
+    /// Accounts are named in a comment, never shown: their tables hold password hashes.
     pub fn to_toml(&self) -> String {
-        toml::to_string(self).unwrap_or_else(|error| format!("# cannot show settings: {error}\n"))
+        let mut text = toml::to_string(self)
+            .unwrap_or_else(|error| format!("# cannot show settings: {error}\n"));
+        if !self.accounts.is_empty() {
+            let names: Vec<&str> = self.accounts.keys().map(String::as_str).collect();
+            text.push_str(&format!(
+                "# [accounts] in the config file (not shown): {}\n",
+                names.join(", ")
+            ));
+        }
+        text
     }
 }
 

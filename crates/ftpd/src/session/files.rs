@@ -14,6 +14,7 @@ use crate::listing::{self, Entry};
 use crate::path::VirtualPath;
 use crate::reply::{fs_error, quote_path, Code, MultiLineWriter, Reply};
 use crate::transfer;
+use crate::users::Permission;
 
 impl Session {
     pub(super) fn working_directory(&self) -> Reply {
@@ -49,7 +50,7 @@ impl Session {
     }
 
     pub(super) fn make_dir(&self, argument: &[u8]) -> Replied<Reply> {
-        let (jail, target) = self.writable(argument)?;
+        let (jail, target) = self.permitted(Permission::Mkdir, argument)?;
         jail.create_dir(&target)
             .map_err(|error| fs_error(&error, &target))?;
         Ok(Reply::new(
@@ -59,7 +60,7 @@ impl Session {
     }
 
     pub(super) fn remove_dir(&self, argument: &[u8]) -> Replied<Reply> {
-        let (jail, target) = self.writable(argument)?;
+        let (jail, target) = self.permitted(Permission::Rmdir, argument)?;
         if target.is_root() {
             return Err(Reply::new(
                 Code::FileUnavailable,
@@ -75,7 +76,7 @@ impl Session {
     }
 
     pub(super) fn delete(&self, argument: &[u8]) -> Replied<Reply> {
-        let (jail, target) = self.writable(argument)?;
+        let (jail, target) = self.permitted(Permission::Delete, argument)?;
         let metadata = jail
             .symlink_metadata(&target)
             .map_err(|error| fs_error(&error, &target))?;
@@ -95,7 +96,7 @@ impl Session {
 
     /// RNFR: remembers the source for the very next command, which must be RNTO.
     pub(super) fn rename_from(&mut self, argument: &[u8]) -> Replied<Reply> {
-        let (jail, source) = self.writable(argument)?;
+        let (jail, source) = self.permitted(Permission::Rename, argument)?;
         jail.symlink_metadata(&source)
             .map_err(|error| fs_error(&error, &source))?;
         self.rename_from = Some(source);
@@ -107,7 +108,7 @@ impl Session {
         let Some(source) = source else {
             return Err(Reply::new(Code::BadSequence, "RNFR first"));
         };
-        let (jail, target) = self.writable(argument)?;
+        let (jail, target) = self.permitted(Permission::Rename, argument)?;
         jail.rename(&source, &target)
             .map_err(|error| fs_error(&error, &target))?;
         Ok(Reply::new(
@@ -119,7 +120,7 @@ impl Session {
     /// SIZE: from metadata for TYPE I, so nothing is opened; TYPE A reads a regular file
     /// to count the line ends it will gain.
     pub(super) fn size(&self, argument: &[u8]) -> Replied<Reply> {
-        let (jail, target) = self.readable(argument);
+        let (jail, target) = self.permitted(Permission::List, argument)?;
         let metadata = jail
             .metadata(&target)
             .map_err(|error| fs_error(&error, &target))?;
@@ -146,7 +147,7 @@ impl Session {
     }
 
     pub(super) fn modification_time(&self, argument: &[u8]) -> Replied<Reply> {
-        let (jail, target) = self.readable(argument);
+        let (jail, target) = self.permitted(Permission::List, argument)?;
         let metadata = jail
             .metadata(&target)
             .map_err(|error| fs_error(&error, &target))?;
@@ -162,7 +163,7 @@ impl Session {
         time: NaiveDateTime,
         argument: &[u8],
     ) -> Replied<Reply> {
-        let (jail, target) = self.writable(argument)?;
+        let (jail, target) = self.permitted(Permission::Overwrite, argument)?;
         let when = Utc.from_utc_datetime(&time);
         jail.set_modified(&target, when.into())
             .map_err(|error| fs_error(&error, &target))?;
@@ -177,7 +178,7 @@ impl Session {
     }
 
     pub(super) fn mlst(&self, argument: Option<&[u8]>) -> Replied<Reply> {
-        let (jail, target) = self.readable(argument.unwrap_or(b"."));
+        let (jail, target) = self.permitted(Permission::List, argument.unwrap_or(b"."))?;
         let metadata = jail
             .metadata(&target)
             .map_err(|error| fs_error(&error, &target))?;
@@ -199,6 +200,7 @@ impl Session {
     /// STAT with a path (globs allowed): the listing over the control connection, streamed
     /// line by line, every write under the control connection's deadline.
     pub(super) fn stat_path(&self, argument: &[u8]) -> Replied<Flow> {
+        self.check(Permission::List)?;
         let jail = self.jail();
         let selection = listings::select(&jail, &self.cwd, argument, true)?;
         let target = self.cwd.resolve(argument);

@@ -26,7 +26,7 @@ use crate::registry::{shutting_down_reply, Registry};
 use crate::reply::{Code, Reply};
 use crate::tls::SharedTls;
 use crate::upload::StoreMode;
-use crate::users::{Access, Identity, VerificationGate};
+use crate::users::{Identity, Permission, VerificationGate};
 use crate::xferlog::Xferlog;
 
 use listings::ListingStyle;
@@ -577,7 +577,7 @@ impl Session {
         } else {
             None
         };
-        let identity = users.authenticate(&user, password);
+        let identity = users.authenticate(&user, password, self.peer.ip());
         drop(pass);
         context.metrics.login(identity.is_some());
         if identity.is_none() {
@@ -587,7 +587,7 @@ impl Session {
             .defender
             .finish_attempt(defence, attempt, identity.is_some());
         let jail = identity.as_ref().map(|identity| {
-            let home = VirtualPath::root().resolve(identity.home.as_bytes());
+            let home = VirtualPath::root().resolve(identity.home().as_bytes());
             if home.is_root() {
                 Ok(Arc::clone(&context.config.jail))
             } else {
@@ -602,9 +602,10 @@ impl Session {
                     user = identity.name.as_str();
                     "{}: {} logged in", self.peer, identity.name
                 );
-                let text = match identity.access {
-                    Access::ReadWrite => "Login successful",
-                    Access::ReadOnly => "Login successful (read-only)",
+                let text = if identity.policy.permissions.is_read_only() {
+                    "Login successful (read-only)"
+                } else {
+                    "Login successful"
                 };
                 self.login = Login::LoggedIn { identity, jail };
                 self.cwd = VirtualPath::root();
@@ -662,22 +663,52 @@ impl Session {
         }
     }
 
+    /// True when the login may change anything (for MLST/MLSD `perm` facts).
     fn can_write(&self) -> bool {
         self.identity()
-            .is_some_and(|identity| identity.access == Access::ReadWrite)
+            .is_some_and(|identity| !identity.policy.permissions.is_read_only())
+    }
+
+    /// `Ok` when the login may do `permission`; otherwise `550` saying what is refused, and
+    /// a log line. Nothing has been touched yet when this refuses.
+    fn check(&self, permission: Permission) -> Replied<()> {
+        let Some(identity) = self.identity() else {
+            return Err(Reply::new(
+                Code::NotLoggedIn,
+                "Please login with USER and PASS",
+            ));
+        };
+        if identity.may(permission) {
+            return Ok(());
+        }
+        let peer = self.peer.to_string();
+        log::warn!(
+            event = "refused", session = self.id, peer = peer.as_str(),
+            user = identity.name.as_str(), permission = permission.word();
+            "{}: {} may not {}", self.peer, identity.name, permission.word()
+        );
+        let text = if identity.policy.permissions.is_read_only() {
+            "permission denied: this login is read-only".to_owned()
+        } else {
+            format!(
+                "permission denied: this login may not {}",
+                permission.word()
+            )
+        };
+        Err(Reply::new(Code::FileUnavailable, text))
     }
 
     fn readable(&self, argument: &[u8]) -> (Arc<Jail>, VirtualPath) {
         (self.jail(), self.cwd.resolve(argument))
     }
 
-    fn writable(&self, argument: &[u8]) -> Replied<(Arc<Jail>, VirtualPath)> {
-        if !self.can_write() {
-            return Err(Reply::new(
-                Code::FileUnavailable,
-                "permission denied: this login is read-only",
-            ));
-        }
+    /// The jail and path for an action that `permission` allows.
+    fn permitted(
+        &self,
+        permission: Permission,
+        argument: &[u8],
+    ) -> Replied<(Arc<Jail>, VirtualPath)> {
+        self.check(permission)?;
         Ok(self.readable(argument))
     }
 

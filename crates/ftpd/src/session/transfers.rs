@@ -22,6 +22,7 @@ use crate::reply::{fs_error, Code, Reply};
 use crate::tls::DataTlsError;
 use crate::transfer;
 use crate::upload::{StoreMode, Upload};
+use crate::users::Permission;
 use crate::xferlog::{Outcome, TransferRecord};
 
 /// A transfer running on its own thread.
@@ -256,6 +257,7 @@ impl Session {
         argument: Option<&[u8]>,
         style: ListingStyle,
     ) -> Replied<Flow> {
+        self.check(Permission::List)?;
         let jail = self.jail();
         let argument = argument.unwrap_or(b"");
         let globbing = style != ListingStyle::Facts;
@@ -295,7 +297,7 @@ impl Session {
 
     pub(super) fn retrieve(&mut self, argument: &[u8]) -> Replied<Flow> {
         let offset = self.restart_at.take().unwrap_or(0);
-        let (jail, target) = self.readable(argument);
+        let (jail, target) = self.permitted(Permission::Download, argument)?;
         let (mut file, length) = jail
             .open_read_at(&target, offset)
             .map_err(|error| fs_error(&error, &target))?;
@@ -330,12 +332,7 @@ impl Session {
 
     pub(super) fn store(&mut self, argument: &[u8], mode: StoreMode) -> Replied<Flow> {
         let offset = self.restart_at.take().unwrap_or(0);
-        if !self.can_write() {
-            return Err(Reply::new(
-                Code::FileUnavailable,
-                "permission denied: this login is read-only",
-            ));
-        }
+        self.check(Permission::Upload)?;
         let jail = self.jail();
         let target = match mode {
             StoreMode::Unique => self.cwd.clone(),
@@ -346,6 +343,13 @@ impl Session {
                 Code::NameNotAllowed,
                 "cannot store over a directory",
             ));
+        }
+        // Adding to a file (APPE, or STOR after REST) needs `append`; replacing one that
+        // exists needs `overwrite`; a new name needs only `upload`.
+        if mode == StoreMode::Append || offset > 0 {
+            self.check(Permission::Append)?;
+        } else if mode == StoreMode::Replace && jail.symlink_metadata(&target).is_ok() {
+            self.check(Permission::Overwrite)?;
         }
         let upload = Upload::open(&jail, &target, mode, offset)
             .map_err(|error| fs_error(&error, &target))?;
