@@ -16,6 +16,7 @@ use std::time::SystemTime;
 use cap_std::fs::{Dir, Metadata, OpenOptions, OpenOptionsExt};
 use rustix::fs::{Access, AtFlags};
 
+use crate::accounts::Usage;
 use crate::path::VirtualPath;
 
 /// The served directory tree.
@@ -253,6 +254,28 @@ impl Jail {
             }
         }
         removed
+    }
+
+    /// What this jail holds: bytes and count of regular files anywhere beneath it (symlinks
+    /// and temporary uploads not counted), for a quota. Walks the whole tree once.
+    pub fn usage(&self) -> io::Result<Usage> {
+        let mut usage = Usage::default();
+        let mut pending = vec![VirtualPath::root()];
+        while let Some(directory) = pending.pop() {
+            for entry in self.root.read_dir(directory.relative())?.flatten() {
+                let name = entry.file_name();
+                let Ok(kind) = entry.file_type() else {
+                    continue;
+                };
+                if kind.is_dir() {
+                    pending.push(directory.child(&name));
+                } else if kind.is_file() && !is_upload_temporary(&name) {
+                    usage.files += 1;
+                    usage.bytes += entry.metadata().map_or(0, |metadata| metadata.len());
+                }
+            }
+        }
+        Ok(usage)
     }
 
     fn open_with(&self, path: &VirtualPath, options: &OpenOptions) -> io::Result<File> {

@@ -8,6 +8,7 @@
 
 #![deny(clippy::disallowed_methods)]
 
+pub mod accounts;
 pub mod cidr;
 pub mod cli;
 pub mod command;

@@ -11,6 +11,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use common::listen::{announce, listen_announced};
+use ftpd::accounts::Accounts;
 use ftpd::cli::{Args, Startup, StartupError, Tool};
 use ftpd::defender::Defender;
 use ftpd::metrics::Metrics;
@@ -121,6 +122,7 @@ fn run(args: &Args, settings: &Settings) -> Result<(), StartupError> {
         verification: Arc::new(VerificationGate::new(cores)),
         metrics: Arc::new(Metrics::default()),
         defender: Arc::new(Defender::new()),
+        accounts: Arc::new(Accounts::default()),
     };
     let grace = startup.shutdown_grace;
     let implicit_port = startup.implicit_tls_port;
@@ -194,6 +196,7 @@ struct Shared {
     verification: Arc<VerificationGate>,
     metrics: Arc<Metrics>,
     defender: Arc<Defender>,
+    accounts: Arc<Accounts>,
 }
 
 /// The settings of `startup` as the context new sessions get, with the transfer log
@@ -228,6 +231,7 @@ fn generation(startup: Startup, shared: &Shared) -> Result<Generation, StartupEr
             verification: Arc::clone(&shared.verification),
             metrics: Arc::clone(&shared.metrics),
             defender: Arc::clone(&shared.defender),
+            accounts: Arc::clone(&shared.accounts),
         }),
         limits: startup.limits,
     })

@@ -88,6 +88,9 @@ impl Session {
         }
         jail.remove_file(&target)
             .map_err(|error| fs_error(&error, &target))?;
+        if metadata.is_file() {
+            self.stored_file_gone(metadata.len());
+        }
         Ok(Reply::new(
             Code::FileActionOk,
             format!("deleted {}", target.display()),
@@ -109,8 +112,15 @@ impl Session {
             return Err(Reply::new(Code::BadSequence, "RNFR first"));
         };
         let (jail, target) = self.permitted(Permission::Rename, argument)?;
+        let replaced = jail
+            .symlink_metadata(&target)
+            .ok()
+            .filter(|metadata| metadata.is_file() && source != target);
         jail.rename(&source, &target)
             .map_err(|error| fs_error(&error, &target))?;
+        if let Some(replaced) = replaced {
+            self.stored_file_gone(replaced.len());
+        }
         Ok(Reply::new(
             Code::FileActionOk,
             format!("renamed to {}", target.display()),
@@ -195,6 +205,16 @@ impl Session {
             vec![line],
             "End",
         ))
+    }
+
+    /// A file of `bytes` left the user's home: their quota usage follows.
+    fn stored_file_gone(&self, bytes: u64) {
+        if let Some(identity) = self.identity() {
+            self.context
+                .accounts
+                .quotas
+                .file_removed(&identity.name, bytes);
+        }
     }
 
     /// STAT with a path (globs allowed): the listing over the control connection, streamed

@@ -13,6 +13,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::accounts::{Accounts, SessionSlot};
 use crate::command::{self, Command, EpsvMode, ParseError, TransferType};
 use crate::config::Config;
 use crate::control::{read_line, Control, ControlReader, LineRead, PartialLine, MAX_LINE};
@@ -74,6 +75,8 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// Scores and bans addresses across sessions; one for the process, kept by reloads.
     pub defender: Arc<Defender>,
+    /// Per-user sessions, quota usage and rate limiters; one for the process.
+    pub accounts: Arc<Accounts>,
 }
 
 impl Context {
@@ -87,8 +90,15 @@ impl Context {
 /// Where the login stands.
 enum Login {
     AwaitingUser,
-    AwaitingPass { user: String },
-    LoggedIn { identity: Identity, jail: Arc<Jail> },
+    AwaitingPass {
+        user: String,
+    },
+    LoggedIn {
+        identity: Identity,
+        jail: Arc<Jail>,
+        /// This session's place in its user's `max-sessions` count.
+        _slot: SessionSlot,
+    },
 }
 
 /// Where TLS protection stands (RFC 4217): the control connection, then PBSZ, then PROT.
@@ -596,6 +606,37 @@ impl Session {
         });
         match (identity, jail) {
             (Some(identity), Some(Ok(jail))) => {
+                let policy = &identity.policy;
+                let Some(slot) = context
+                    .accounts
+                    .open_session(&identity.name, policy.max_sessions)
+                else {
+                    log::warn!(
+                        "{}: {} already has {} sessions, refused",
+                        self.peer,
+                        identity.name,
+                        policy.max_sessions.unwrap_or_default()
+                    );
+                    let _ = self.send(Reply::new(
+                        Code::ServiceUnavailable,
+                        format!("too many sessions for {}, closing", identity.name),
+                    ));
+                    return Ok(Flow::Quit);
+                };
+                if policy.has_quota() {
+                    let counted = context
+                        .accounts
+                        .quotas
+                        .usage(&identity.name, || jail.usage());
+                    if let Err(error) = counted {
+                        log::warn!(
+                            "{}: cannot count what {} stores ({error}); their quota starts \
+                             from nothing",
+                            self.peer,
+                            identity.name
+                        );
+                    }
+                }
                 let peer = self.peer.to_string();
                 log::info!(
                     event = "login", session = self.id, peer = peer.as_str(),
@@ -607,7 +648,11 @@ impl Session {
                 } else {
                     "Login successful"
                 };
-                self.login = Login::LoggedIn { identity, jail };
+                self.login = Login::LoggedIn {
+                    identity,
+                    jail,
+                    _slot: slot,
+                };
                 self.cwd = VirtualPath::root();
                 self.last_command = Instant::now();
                 Ok(self.reply(Reply::new(Code::LoggedIn, text)))

@@ -12,6 +12,7 @@ use std::time::Instant;
 
 use super::listings::{self, ListingStyle};
 use super::{Context, Flow, Replied, Session, THREAD_STACK_SIZE};
+use crate::accounts::{Meter, Metered, QuotaCharge, QuotaLimits, Way};
 use crate::command::TransferType;
 use crate::control::Control;
 use crate::data::{self, DataPlan, DataStream};
@@ -73,6 +74,10 @@ impl TransferEnd {
             ErrorKind::FileTooLarge => TransferEnd::Local(Reply::new(
                 Code::ExceededStorage,
                 "file too large; upload discarded",
+            )),
+            ErrorKind::QuotaExceeded => TransferEnd::Local(Reply::new(
+                Code::ExceededStorage,
+                format!("{error}; upload discarded"),
             )),
             _ => TransferEnd::Broken(error.to_string()),
         }
@@ -210,6 +215,42 @@ impl Session {
         Ok(Reply::new(Code::Ok, "PORT command successful"))
     }
 
+    /// The rate limiter a transfer going `way` passes through, if the user has a cap.
+    fn meter(&self, way: Way) -> Meter {
+        let Some(identity) = self.identity() else {
+            return Meter::default();
+        };
+        let rate = match way {
+            Way::Download => identity.policy.download_rate,
+            Way::Upload => identity.policy.upload_rate,
+        };
+        Meter {
+            quota: None,
+            rate: rate.map(|rate| {
+                self.context
+                    .accounts
+                    .throttles
+                    .limiter(&identity.name, way, rate)
+            }),
+        }
+    }
+
+    /// An upload's claim on its user's quota (none without a quota); `552` when a new file
+    /// would pass the files quota.
+    fn quota_charge(&self, new_file: bool, replaces: u64) -> Replied<Option<QuotaCharge>> {
+        let Some(identity) = self.identity().filter(|id| id.policy.has_quota()) else {
+            return Ok(None);
+        };
+        let limits = QuotaLimits {
+            bytes: identity.policy.quota_bytes,
+            files: identity.policy.quota_files,
+        };
+        let quotas = Arc::clone(&self.context.accounts.quotas);
+        QuotaCharge::open(quotas, &identity.name, limits, new_file, replaces)
+            .map(Some)
+            .map_err(|error| Reply::new(Code::ExceededStorage, format!("{error}; nothing stored")))
+    }
+
     /// ABOR with no transfer running: forgets any data connection set up for one.
     pub(super) fn abort_idle(&mut self) -> Reply {
         self.data_plan = DataPlan::None;
@@ -316,8 +357,16 @@ impl Session {
             ),
         ))?;
         let record = self.record("RETR", &target, false);
+        let mut meter = self.meter(Way::Download);
         self.start_transfer(data, record, move |data, _aborted, stall| {
             let sent = match (kind, data) {
+                // A capped user's bytes go through the meter, in small chunks.
+                (TransferType::Image, data) if !meter.is_free() => {
+                    transfer::copy_exact(&mut Metered::new(&mut file, &mut meter), data)
+                }
+                (TransferType::Ascii, data) if !meter.is_free() => {
+                    transfer::copy_to_crlf(&mut Metered::new(&mut file, &mut meter), data)
+                }
                 // File to socket in the clear: sendfile, no copy through user space.
                 (TransferType::Image, DataStream::Plain(socket)) => {
                     transfer::send_file(&mut file, socket, stall)
@@ -346,11 +395,23 @@ impl Session {
         }
         // Adding to a file (APPE, or STOR after REST) needs `append`; replacing one that
         // exists needs `overwrite`; a new name needs only `upload`.
+        let existing = match mode {
+            StoreMode::Unique => None,
+            _ => jail.symlink_metadata(&target).ok().filter(|m| m.is_file()),
+        };
         if mode == StoreMode::Append || offset > 0 {
             self.check(Permission::Append)?;
-        } else if mode == StoreMode::Replace && jail.symlink_metadata(&target).is_ok() {
+        } else if existing.is_some() {
             self.check(Permission::Overwrite)?;
         }
+        // What the upload frees when it lands: all of a replaced file, the tail after a
+        // REST offset, nothing for an append or a new file.
+        let replaces = existing.as_ref().map_or(0, |old| match mode {
+            StoreMode::Replace => old.len().saturating_sub(offset),
+            _ => 0,
+        });
+        let mut meter = self.meter(Way::Upload);
+        meter.quota = self.quota_charge(existing.is_none(), replaces)?;
         let upload = Upload::open(&jail, &target, mode, offset)
             .map_err(|error| fs_error(&error, &target))?;
         let data = match self.open_data() {
@@ -380,7 +441,15 @@ impl Session {
         let record = self.record(mode.verb(), &upload.final_path, true);
         self.start_transfer(data, record, move |data, aborted, stall| {
             let mut upload = upload;
+            let mut meter = meter;
             let received = match (kind, data) {
+                // A user with a quota or a cap: every chunk is claimed (and paced) first.
+                (TransferType::Image, data) if !meter.is_free() => {
+                    transfer::copy_exact(data, &mut Metered::new(&mut upload.file, &mut meter))
+                }
+                (TransferType::Ascii, data) if !meter.is_free() => {
+                    transfer::copy_from_crlf(data, &mut Metered::new(&mut upload.file, &mut meter))
+                }
                 // Socket to file in the clear: splice, one copy instead of two.
                 (TransferType::Image, DataStream::Plain(socket)) => {
                     transfer::receive_file(socket, &mut upload.file, stall)
@@ -404,10 +473,13 @@ impl Session {
             });
             match received {
                 Ok(count) => match upload.commit(&jail) {
-                    Ok(()) => (
-                        TransferEnd::Complete(format!("Transfer complete: {shown}")),
-                        count,
-                    ),
+                    Ok(()) => {
+                        meter.commit();
+                        (
+                            TransferEnd::Complete(format!("Transfer complete: {shown}")),
+                            count,
+                        )
+                    }
                     Err(error) => (TransferEnd::Local(fs_error(&error, &upload.final_path)), 0),
                 },
                 Err(error) => {
