@@ -5,6 +5,7 @@ use std::ops::RangeInclusive;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::events::EventSettings;
 use crate::jail::Jail;
 use crate::passive::PassiveAddressing;
 use crate::proxy::ProxyPolicy;
@@ -30,6 +31,8 @@ pub struct Config {
     pub timeouts: Timeouts,
     /// FTPS, when a certificate is configured.
     pub tls: Option<TlsSettings>,
+    /// The event hooks and how they run.
+    pub events: EventSettings,
 }
 
 impl Config {

@@ -15,6 +15,7 @@ pub mod config;
 pub mod control;
 pub mod data;
 pub mod deadline;
+pub mod events;
 pub mod glob;
 pub mod jail;
 pub mod listing;

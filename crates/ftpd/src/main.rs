@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use common::listen::{announce, listen_announced};
 use ftpd::cli::{Args, Startup, StartupError, Tool};
+use ftpd::events::{Events, HookChildren};
 use ftpd::metrics::Metrics;
 use ftpd::registry::Registry;
 use ftpd::server::{serve, Generation, Listeners, Reload};
@@ -119,10 +120,12 @@ fn run(args: &Args, settings: &Settings) -> Result<(), StartupError> {
         registry: Arc::new(Registry::default()),
         verification: Arc::new(VerificationGate::new(cores)),
         metrics: Arc::new(Metrics::default()),
+        hooks: Arc::new(HookChildren::default()),
     };
     let grace = startup.shutdown_grace;
     let implicit_port = startup.implicit_tls_port;
     let first = generation(startup, &shared)?;
+    let hooks = Arc::clone(&shared.hooks);
     let reload_args = args.clone();
     let reload: Reload = Box::new(move || {
         let startup = reload_args
@@ -138,6 +141,11 @@ fn run(args: &Args, settings: &Settings) -> Result<(), StartupError> {
         generation(startup, &shared).map_err(|error| error.to_string())
     });
     serve(listeners, first, reload, grace);
+    // Queued events die with the process; hooks still running must not outlive it.
+    let killed = hooks.kill_all();
+    if killed > 0 {
+        log::info!("killed {killed} event hooks still running");
+    }
     log::info!("stopped");
     Ok(())
 }
@@ -191,6 +199,7 @@ struct Shared {
     registry: Arc<Registry>,
     verification: Arc<VerificationGate>,
     metrics: Arc<Metrics>,
+    hooks: Arc<HookChildren>,
 }
 
 /// The settings of `startup` as the context new sessions get, with the transfer log
@@ -217,8 +226,16 @@ fn generation(startup: Startup, shared: &Shared) -> Result<Generation, StartupEr
             "off"
         }
     );
+    // The old generation's workers end once its last session is gone and they have run
+    // what was queued.
+    let events = Events::start(
+        &startup.config.events,
+        Arc::clone(&shared.metrics),
+        Arc::clone(&shared.hooks),
+    );
     Ok(Generation {
         context: Arc::new(Context {
+            events,
             config: Arc::new(startup.config),
             registry: Arc::clone(&shared.registry),
             xferlog,

@@ -35,6 +35,8 @@ pub struct Metrics {
     transfers: Family<Labels, Counter>,
     tls_failures: Counter,
     refused: Family<Labels, Counter>,
+    events: Family<Labels, Counter>,
+    events_dropped: Counter,
 }
 
 /// Which way a transfer's bytes went.
@@ -57,6 +59,8 @@ impl Default for Metrics {
             transfers: Family::default(),
             tls_failures: Counter::default(),
             refused: Family::default(),
+            events: Family::default(),
+            events_dropped: Counter::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -93,6 +97,17 @@ impl Default for Metrics {
             "connections_refused",
             "Connections refused by a limit, by reason",
             metrics.refused.clone(),
+        );
+        registry.register(
+            "events",
+            "Event hooks run, by kind (upload, delete, rename, pre_upload) and result (ok, \
+             refused, timeout, failed)",
+            metrics.events.clone(),
+        );
+        registry.register(
+            "events_dropped",
+            "Events dropped because the event queue was full",
+            metrics.events_dropped.clone(),
         );
         Metrics {
             registry,
@@ -151,6 +166,18 @@ impl Metrics {
     /// its PROXY header (`proxy_header`).
     pub fn refused(&self, reason: &'static str) {
         self.refused.get_or_create(&vec![("reason", reason)]).inc();
+    }
+
+    /// An event hook ran: its kind and result, both fixed words.
+    pub fn event(&self, kind: &'static str, result: &'static str) {
+        self.events
+            .get_or_create(&vec![("kind", kind), ("result", result)])
+            .inc();
+    }
+
+    /// An event was dropped: the queue was full.
+    pub fn event_dropped(&self) {
+        self.events_dropped.inc();
     }
 
     /// The page, in the Prometheus text format (OpenMetrics flavour).

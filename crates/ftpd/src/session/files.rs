@@ -10,6 +10,7 @@ use super::listings::{self, ListingStyle};
 use super::{Flow, Replied, Session};
 use crate::command::TransferType;
 use crate::control::Control;
+use crate::events::EventKind;
 use crate::listing::{self, Entry};
 use crate::path::VirtualPath;
 use crate::reply::{fs_error, quote_path, Code, MultiLineWriter, Reply};
@@ -87,6 +88,9 @@ impl Session {
         }
         jail.remove_file(&target)
             .map_err(|error| fs_error(&error, &target))?;
+        if let Some(event) = self.event(EventKind::Delete, &target) {
+            self.context.events.emit(event);
+        }
         Ok(Reply::new(
             Code::FileActionOk,
             format!("deleted {}", target.display()),
@@ -110,6 +114,10 @@ impl Session {
         let (jail, target) = self.writable(argument)?;
         jail.rename(&source, &target)
             .map_err(|error| fs_error(&error, &target))?;
+        if let Some(mut event) = self.event(EventKind::Rename, &target) {
+            event.from = Some(source.display());
+            self.context.events.emit(event);
+        }
         Ok(Reply::new(
             Code::FileActionOk,
             format!("renamed to {}", target.display()),

@@ -17,6 +17,7 @@ use crate::command::{self, Command, EpsvMode, ParseError, TransferType};
 use crate::config::Config;
 use crate::control::{read_line, Control, ControlReader, LineRead, PartialLine, MAX_LINE};
 use crate::data::{self, DataPlan};
+use crate::events::{Event, EventKind, Events};
 use crate::jail::Jail;
 use crate::metrics::Metrics;
 use crate::path::VirtualPath;
@@ -71,6 +72,8 @@ pub struct Context {
     pub verification: Arc<VerificationGate>,
     /// The counters `--metrics` serves.
     pub metrics: Arc<Metrics>,
+    /// The event hooks' queue and workers (this generation's).
+    pub events: Events,
 }
 
 /// Where the login stands.
@@ -608,6 +611,18 @@ impl Session {
                 Err(Reply::new(Code::NotLoggedIn, "Login incorrect"))
             }
         }
+    }
+
+    /// An event of `kind` on `path` by this session's user, if anyone listens for it.
+    fn event(&self, kind: EventKind, path: &VirtualPath) -> Option<Event> {
+        let wanted = match kind {
+            EventKind::PreUpload => self.context.config.events.pre_upload.is_some(),
+            _ => self.context.events.wants(kind),
+        };
+        let user = self
+            .identity()
+            .map_or("-", |identity| identity.name.as_str());
+        wanted.then(|| Event::new(kind, user, self.peer, path.display()))
     }
 
     fn identity(&self) -> Option<&Identity> {

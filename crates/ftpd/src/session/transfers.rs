@@ -15,6 +15,7 @@ use super::{Context, Flow, Replied, Session, THREAD_STACK_SIZE};
 use crate::command::TransferType;
 use crate::control::Control;
 use crate::data::{self, DataPlan, DataStream};
+use crate::events::EventKind;
 use crate::metrics::Direction;
 use crate::registry::shutting_down_reply;
 use crate::reply::{fs_error, Code, Reply};
@@ -345,6 +346,14 @@ impl Session {
                 "cannot store over a directory",
             ));
         }
+        // The pre-upload hook decides before anything is created (for STOU it sees the
+        // directory: the name is chosen later). This session holds no shared lock here.
+        if let Some(event) = self.event(EventKind::PreUpload, &target) {
+            self.context
+                .events
+                .allow_upload(&event)
+                .map_err(|text| Reply::new(Code::NameNotAllowed, text))?;
+        }
         let upload = Upload::open(&jail, &target, mode, offset)
             .map_err(|error| fs_error(&error, &target))?;
         let data = match self.open_data() {
@@ -372,6 +381,8 @@ impl Session {
         let kind = self.transfer_type;
         let control = Arc::clone(&self.control);
         let record = self.record(mode.verb(), &upload.final_path, true);
+        let event = self.event(EventKind::Upload, &upload.final_path);
+        let context = Arc::clone(&self.context);
         self.start_transfer(data, record, move |data, aborted, stall| {
             let mut upload = upload;
             let received = match (kind, data) {
@@ -398,10 +409,20 @@ impl Session {
             });
             match received {
                 Ok(count) => match upload.commit(&jail) {
-                    Ok(()) => (
-                        TransferEnd::Complete(format!("Transfer complete: {shown}")),
-                        count,
-                    ),
+                    Ok(()) => {
+                        // Committed: the worker hashes the file; here it is only a push.
+                        if let Some(event) = event {
+                            context.events.upload(
+                                event,
+                                Arc::clone(&jail),
+                                upload.final_path.clone(),
+                            );
+                        }
+                        (
+                            TransferEnd::Complete(format!("Transfer complete: {shown}")),
+                            count,
+                        )
+                    }
                     Err(error) => (TransferEnd::Local(fs_error(&error, &upload.final_path)), 0),
                 },
                 Err(error) => {
