@@ -5,6 +5,7 @@
 //! queued and end.
 
 use std::collections::VecDeque;
+use std::fs::File;
 use std::io::{self, Read};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Instant;
@@ -13,9 +14,7 @@ use sha2::{Digest, Sha256};
 
 use super::hook::{self, HookChildren, Verdict};
 use super::{Event, EventKind, EventSettings};
-use crate::jail::Jail;
 use crate::metrics::Metrics;
-use crate::path::VirtualPath;
 
 /// Stack for event workers: they hash files and run hooks, nothing deep.
 const WORKER_STACK_SIZE: usize = 256 * 1024;
@@ -23,7 +22,7 @@ const WORKER_STACK_SIZE: usize = 256 * 1024;
 /// One queued event, with the committed file to hash for an upload.
 struct Job {
     event: Event,
-    content: Option<(Arc<Jail>, VirtualPath)>,
+    content: Option<File>,
 }
 
 #[derive(Default)]
@@ -128,12 +127,18 @@ impl Events {
         self.queue.is_some() && self.settings.hook_for(kind).is_some()
     }
 
-    /// Queues an upload event; the worker hashes the committed file at `path` in `jail`.
-    pub fn upload(&self, event: Event, jail: Arc<Jail>, path: VirtualPath) {
-        self.push(Job {
-            event,
-            content: Some((jail, path)),
-        });
+    /// Queues an upload event; the worker hashes `committed`, the uploaded file opened for
+    /// reading right after the rename, so a later rename, delete or replacement of the name
+    /// cannot change what is hashed.
+    pub fn upload(&self, event: Event, committed: io::Result<File>) {
+        let content = match committed {
+            Ok(file) => Some(file),
+            Err(error) => {
+                log::warn!("cannot reopen upload {} to hash it: {error}", event.path);
+                None
+            }
+        };
+        self.push(Job { event, content });
     }
 
     /// Queues a delete or rename event.
@@ -227,13 +232,12 @@ impl Worker {
         let Some(hook) = self.settings.hook_for(event.event) else {
             return;
         };
-        if let Some((jail, path)) = content {
-            match digest(&jail, &path) {
+        if let Some(file) = content {
+            match digest(file) {
                 Ok((size, sha256)) => {
                     event.size = Some(size);
                     event.sha256 = Some(sha256);
                 }
-                // Gone or replaced before we got to it: the event still says what happened.
                 Err(error) => log::warn!("cannot hash upload {}: {error}", event.path),
             }
         }
@@ -256,9 +260,8 @@ impl Worker {
     }
 }
 
-/// The size and SHA-256 of the file at `path`, read back through the jail.
-fn digest(jail: &Jail, path: &VirtualPath) -> io::Result<(u64, String)> {
-    let (mut file, _) = jail.open_read_at(path, 0)?;
+/// The size and SHA-256 of a committed upload, read from its start.
+fn digest(mut file: File) -> io::Result<(u64, String)> {
     let mut hasher = Sha256::new();
     let mut buffer = vec![0u8; 64 * 1024];
     let mut size = 0u64;

@@ -410,13 +410,13 @@ impl Session {
             match received {
                 Ok(count) => match upload.commit(&jail) {
                     Ok(()) => {
-                        // Committed: the worker hashes the file; here it is only a push.
-                        if let Some(event) = event {
-                            context.events.upload(
-                                event,
-                                Arc::clone(&jail),
-                                upload.final_path.clone(),
-                            );
+                        // Committed. Here only an open and a push; the worker hashes.
+                        if let Some(mut event) = event {
+                            event.size = Some(count);
+                            let committed = jail
+                                .open_read_at(&upload.final_path, 0)
+                                .map(|(file, _)| file);
+                            context.events.upload(event, committed);
                         }
                         (
                             TransferEnd::Complete(format!("Transfer complete: {shown}")),
