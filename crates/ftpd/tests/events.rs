@@ -227,7 +227,9 @@ fn an_http_hook_gets_every_upload_and_a_500_is_retried_issue_12() {
     let failed = std::fs::read_to_string(work.path().join("bodies.jsonl.failed")).unwrap();
     let failed = json_lines(&failed.lines().map(str::to_owned).collect::<Vec<_>>());
     assert_eq!(failed.len(), 1, "{failed:?}");
-    assert!(lines.iter().any(|line| line.contains(failed[0]["path"].as_str().unwrap())));
+    assert!(lines
+        .iter()
+        .any(|line| line.contains(failed[0]["path"].as_str().unwrap())));
     stop(&mut ftpd);
 }
 
