@@ -458,3 +458,53 @@ ftp.quit()
     assert!(rename["sha256"].is_null());
     stop(&mut ftpd);
 }
+
+/// How many event worker threads `pid` has, once it has `wanted` (or after 10 s).
+fn event_workers(pid: u32, wanted: usize) -> usize {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let count = std::fs::read_dir(format!("/proc/{pid}/task"))
+            .unwrap()
+            .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+            .filter(|name| name.starts_with("ftpd-events-"))
+            .count();
+        if count == wanted || Instant::now() >= deadline {
+            return count;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_reload_starts_new_workers_and_the_old_ones_end_issue_12() {
+    require_tool("curl", "curl");
+    let work = tempfile::tempdir().unwrap();
+    let log = work.path().join("events.jsonl");
+    let hook = script(work.path(), "hook.sh", "cat >> \"$1\"\n");
+    let config = work.path().join("ftpd.toml");
+    let settings = |workers: usize| {
+        format!(
+            "write = true\non-upload = \"{hook} {}\"\nevent-workers = {workers}\n",
+            log.display()
+        )
+    };
+    std::fs::write(&config, settings(3)).unwrap();
+    let mut ftpd = Ftpd::start(&["--config", config.to_str().unwrap()]);
+    let pid = ftpd.server.pid();
+    assert_eq!(event_workers(pid, 3), 3);
+    std::fs::write(&config, settings(1)).unwrap();
+    ftpd.server.signal("HUP");
+    assert!(ftpd
+        .server
+        .wait_for_log("reloaded", Duration::from_secs(10)));
+    assert_eq!(
+        event_workers(pid, 1),
+        1,
+        "the old generation's workers did not end"
+    );
+    let files = make_files(&work.path().join("outgoing"), 2, 1700);
+    curl_upload(&ftpd, &files, "after");
+    let lines = wait_for_lines(&log, 2, Duration::from_secs(30));
+    assert_eq!(uploads(&json_lines(&lines)), expected(&files, "after"));
+    stop(&mut ftpd);
+}

@@ -82,7 +82,7 @@ impl Event {
             from: None,
             size: None,
             sha256: None,
-            time: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            time: now(),
         }
     }
 
@@ -107,6 +107,11 @@ impl Event {
             ("FTPD_CLIENT", self.client.clone()),
         ]
     }
+}
+
+/// Now, as events tell the time: RFC 3339 in UTC, to the millisecond.
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
 /// The hooks and how they run: settings, fixed at start-up (part of `Config`).

@@ -149,7 +149,9 @@ impl Events {
         });
     }
 
-    fn push(&self, job: Job) {
+    fn push(&self, mut job: Job) {
+        // The event's time is when it was emitted: for an upload, the commit, not the STOR.
+        job.event.time = super::now();
         let kind = job.event.event;
         let Some(queue) = self.queue.as_ref().filter(|_| self.wants(kind)) else {
             return;
