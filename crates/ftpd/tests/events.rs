@@ -508,3 +508,30 @@ fn a_reload_starts_new_workers_and_the_old_ones_end_issue_12() {
     assert_eq!(uploads(&json_lines(&lines)), expected(&files, "after"));
     stop(&mut ftpd);
 }
+
+#[test]
+fn an_http_pre_upload_hook_refuses_unless_it_answers_2xx_issue_12() {
+    let work = tempfile::tempdir().unwrap();
+    let bodies = work.path().join("asked.jsonl");
+    // The first POST gets a 500, every later one a 200.
+    let (_receiver, port) = receiver(&bodies, 1);
+    let mut ftpd = Ftpd::start(&[
+        "--write",
+        "--pre-upload",
+        &format!("http://127.0.0.1:{port}/may-i"),
+    ]);
+    let mut raw = ftpd.anonymous();
+    let _data = raw.passive();
+    let refused = raw.expect("STOR a.bin", 553);
+    assert_eq!(refused.lines, ["553 HTTP 500"]);
+    assert_eq!(std::fs::read_dir(ftpd.root.path()).unwrap().count(), 0);
+    // Asked once, not retried: the client is waiting.
+    let asked = std::fs::read_to_string(work.path().join("asked.jsonl.failed")).unwrap();
+    let asked: Value = serde_json::from_str(asked.trim()).unwrap();
+    assert_eq!(asked["event"], "pre_upload");
+    assert_eq!(asked["path"], "/a.bin");
+    let answer = raw.upload("STOR a.bin", b"now allowed\n");
+    assert_eq!(answer.code, 226, "{answer:?}");
+    assert_eq!(std::fs::read(ftpd.path("a.bin")).unwrap(), b"now allowed\n");
+    stop(&mut ftpd);
+}

@@ -167,29 +167,22 @@ pub fn run(
         Hook::Command { program, args } => run_command(program, args, event, timeout, children),
         Hook::Http { url } => {
             let tries = if retry { 1 + HTTP_BACKOFF.len() } else { 1 };
-            let mut verdict = post(url, event, timeout);
+            let (mut verdict, mut again) = post(url, event, timeout);
             for pause in HTTP_BACKOFF.iter().take(tries - 1) {
-                if !should_retry(&verdict) {
+                if !again {
                     break;
                 }
                 std::thread::sleep(*pause);
-                verdict = post(url, event, timeout);
+                (verdict, again) = post(url, event, timeout);
             }
             verdict
         }
     }
 }
 
-/// Connection failures, timeouts and 5xx are worth another try; a 4xx is an answer.
-fn should_retry(verdict: &Verdict) -> bool {
-    match verdict {
-        Verdict::Ok => false,
-        Verdict::Refused(text) => text.starts_with("HTTP 5"),
-        Verdict::TimedOut | Verdict::Failed(_) => true,
-    }
-}
-
-fn post(url: &str, event: &Event, timeout: Duration) -> Verdict {
+/// One POST of the event, and whether another try is worth it: after a failed connection,
+/// a timeout or a 5xx, yes; a 2xx or 4xx is an answer.
+fn post(url: &str, event: &Event, timeout: Duration) -> (Verdict, bool) {
     let config = ureq::Agent::config_builder()
         .timeout_global(Some(timeout))
         .http_status_as_error(false)
@@ -201,7 +194,7 @@ fn post(url: &str, event: &Event, timeout: Duration) -> Verdict {
         .header("Content-Type", "application/json")
         .send(event.to_json());
     match response {
-        Ok(response) if response.status().is_success() => Verdict::Ok,
+        Ok(response) if response.status().is_success() => (Verdict::Ok, false),
         Ok(response) => {
             let status = response.status().as_u16();
             let mut body = Vec::new();
@@ -211,14 +204,15 @@ fn post(url: &str, event: &Event, timeout: Duration) -> Verdict {
                 .take(MAX_OUTPUT as u64)
                 .read_to_end(&mut body);
             let line = first_line(&body);
-            Verdict::Refused(if line.is_empty() {
+            let text = if line.is_empty() {
                 format!("HTTP {status}")
             } else {
                 format!("HTTP {status}: {line}")
-            })
+            };
+            (Verdict::Refused(text), status >= 500)
         }
-        Err(ureq::Error::Timeout(_)) => Verdict::TimedOut,
-        Err(error) => Verdict::Failed(bounded(&error.to_string())),
+        Err(ureq::Error::Timeout(_)) => (Verdict::TimedOut, true),
+        Err(error) => (Verdict::Failed(bounded(&error.to_string())), true),
     }
 }
 
