@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand};
 use crate::cidr::AddressRules;
 use crate::config::{Config, Limits, Timeouts};
 use crate::defender::{ConnectionRate, DefenderSettings};
+use crate::events::EventSettings;
 use crate::jail::Jail;
 use crate::passive::PassiveAddressing;
 use crate::proxy::ProxyPolicy;
@@ -229,6 +230,15 @@ impl Settings {
                 stall: seconds(settings.stall_timeout),
             },
             tls,
+            events: EventSettings {
+                on_upload: settings.on_upload.clone(),
+                on_delete: settings.on_delete.clone(),
+                on_rename: settings.on_rename.clone(),
+                pre_upload: settings.pre_upload.clone(),
+                timeout: seconds(settings.hook_timeout),
+                queue: settings.event_queue.unwrap_or_default().max(1),
+                workers: settings.event_workers.unwrap_or_default().max(1),
+            },
         };
         Ok(Startup {
             config,

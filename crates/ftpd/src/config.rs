@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use crate::cidr::AddressRules;
 use crate::defender::DefenderSettings;
+use crate::events::EventSettings;
 use crate::jail::Jail;
 use crate::passive::PassiveAddressing;
 use crate::proxy::ProxyPolicy;
@@ -36,6 +37,8 @@ pub struct Config {
     pub timeouts: Timeouts,
     /// FTPS, when a certificate is configured.
     pub tls: Option<TlsSettings>,
+    /// The event hooks and how they run.
+    pub events: EventSettings,
 }
 
 impl Config {

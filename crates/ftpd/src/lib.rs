@@ -17,6 +17,7 @@ pub mod control;
 pub mod data;
 pub mod deadline;
 pub mod defender;
+pub mod events;
 pub mod glob;
 pub mod jail;
 pub mod listing;

@@ -14,6 +14,7 @@ use common::listen::{announce, listen_announced};
 use ftpd::accounts::Accounts;
 use ftpd::cli::{Args, Startup, StartupError, Tool};
 use ftpd::defender::Defender;
+use ftpd::events::{Events, HookChildren};
 use ftpd::metrics::Metrics;
 use ftpd::registry::Registry;
 use ftpd::server::{serve, Generation, Listeners, Reload};
@@ -123,10 +124,12 @@ fn run(args: &Args, settings: &Settings) -> Result<(), StartupError> {
         metrics: Arc::new(Metrics::default()),
         defender: Arc::new(Defender::new()),
         accounts: Arc::new(Accounts::default()),
+        hooks: Arc::new(HookChildren::default()),
     };
     let grace = startup.shutdown_grace;
     let implicit_port = startup.implicit_tls_port;
     let first = generation(startup, &shared)?;
+    let hooks = Arc::clone(&shared.hooks);
     let reload_args = args.clone();
     let reload: Reload = Box::new(move || {
         let startup = reload_args
@@ -142,6 +145,11 @@ fn run(args: &Args, settings: &Settings) -> Result<(), StartupError> {
         generation(startup, &shared).map_err(|error| error.to_string())
     });
     serve(listeners, first, reload, grace);
+    // Queued events die with the process; hooks still running must not outlive it.
+    let killed = hooks.kill_all();
+    if killed > 0 {
+        log::info!("killed {killed} event hooks still running");
+    }
     log::info!("stopped");
     Ok(())
 }
@@ -197,6 +205,7 @@ struct Shared {
     metrics: Arc<Metrics>,
     defender: Arc<Defender>,
     accounts: Arc<Accounts>,
+    hooks: Arc<HookChildren>,
 }
 
 /// The settings of `startup` as the context new sessions get, with the transfer log
@@ -223,8 +232,16 @@ fn generation(startup: Startup, shared: &Shared) -> Result<Generation, StartupEr
             "off"
         }
     );
+    // The old generation's workers end once its last session is gone and they have run
+    // what was queued.
+    let events = Events::start(
+        &startup.config.events,
+        Arc::clone(&shared.metrics),
+        Arc::clone(&shared.hooks),
+    );
     Ok(Generation {
         context: Arc::new(Context {
+            events,
             config: Arc::new(startup.config),
             registry: Arc::clone(&shared.registry),
             xferlog,

@@ -39,6 +39,8 @@ pub struct Metrics {
     offences: Family<Labels, Counter>,
     /// Seconds left on each ban in force, by address: refreshed from the defender per scrape.
     banned: Family<Vec<(&'static str, String)>, Gauge>,
+    events: Family<Labels, Counter>,
+    events_dropped: Counter,
 }
 
 /// Which way a transfer's bytes went.
@@ -63,6 +65,8 @@ impl Default for Metrics {
             refused: Family::default(),
             offences: Family::default(),
             banned: Family::default(),
+            events: Family::default(),
+            events_dropped: Counter::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -109,6 +113,17 @@ impl Default for Metrics {
             "defender_banned_seconds",
             "Seconds left on each ban in force, by address",
             metrics.banned.clone(),
+        );
+        registry.register(
+            "events",
+            "Event hooks run, by kind (upload, delete, rename, pre_upload) and result (ok, \
+             refused, timeout, failed)",
+            metrics.events.clone(),
+        );
+        registry.register(
+            "events_dropped",
+            "Events dropped because the event queue was full",
+            metrics.events_dropped.clone(),
         );
         Metrics {
             registry,
@@ -167,6 +182,18 @@ impl Metrics {
     /// its PROXY header (`proxy_header`).
     pub fn refused(&self, reason: &'static str) {
         self.refused.get_or_create(&vec![("reason", reason)]).inc();
+    }
+
+    /// An event hook ran: its kind and result, both fixed words.
+    pub fn event(&self, kind: &'static str, result: &'static str) {
+        self.events
+            .get_or_create(&vec![("kind", kind), ("result", result)])
+            .inc();
+    }
+
+    /// An event was dropped: the queue was full.
+    pub fn event_dropped(&self) {
+        self.events_dropped.inc();
     }
 
     /// The page, in the Prometheus text format (OpenMetrics flavour).

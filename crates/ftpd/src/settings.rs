@@ -12,6 +12,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::cidr::Cidr;
+use crate::events::{defaults as event_defaults, Hook};
 use crate::passive::{NetworkAddress, PassiveAddress};
 use crate::proxy::ProxyMode;
 use crate::users::AccountTable;
@@ -229,6 +230,37 @@ pub struct Settings {
     #[arg(long, value_enum)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub log_format: Option<LogFormat>,
+    /// After each committed upload (STOR, APPE, STOU): run this command (split on spaces, no
+    /// shell; the event in FTPD_* variables and as JSON on stdin) or POST the JSON to this
+    /// http(s) URL
+    #[arg(long, value_name = "COMMAND|URL")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub on_upload: Option<Hook>,
+    /// After each delete (DELE), as --on-upload
+    #[arg(long, value_name = "COMMAND|URL")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub on_delete: Option<Hook>,
+    /// After each rename (RNFR/RNTO), as --on-upload
+    #[arg(long, value_name = "COMMAND|URL")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub on_rename: Option<Hook>,
+    /// Before each upload, on the session's thread: a non-zero exit (or a non-2xx answer)
+    /// refuses it with 553 and the hook's first line of output
+    #[arg(long, value_name = "COMMAND|URL")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pre_upload: Option<Hook>,
+    /// Seconds a hook may run before it is killed (each HTTP try) [default: 30]
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hook_timeout: Option<u64>,
+    /// Events that may wait for a hook worker; beyond this they are dropped [default: 1024]
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event_queue: Option<usize>,
+    /// Hooks that run at once [default: 2]
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event_workers: Option<usize>,
 }
 
 /// `--log-format`.
@@ -333,6 +365,13 @@ impl Settings {
             } else {
                 self.accounts
             },
+            on_upload: self.on_upload.or(file.on_upload),
+            on_delete: self.on_delete.or(file.on_delete),
+            on_rename: self.on_rename.or(file.on_rename),
+            pre_upload: self.pre_upload.or(file.pre_upload),
+            hook_timeout: self.hook_timeout.or(file.hook_timeout),
+            event_queue: self.event_queue.or(file.event_queue),
+            event_workers: self.event_workers.or(file.event_workers),
         }
     }
 
@@ -371,6 +410,9 @@ impl Settings {
                 .connection_rate
                 .map(|rate| self.connection_burst.unwrap_or(rate.saturating_mul(2))),
             proxy_mode: (!self.proxy_from.is_empty()).then(|| self.proxy_mode.unwrap_or_default()),
+            hook_timeout: Some(self.hook_timeout.unwrap_or(event_defaults::HOOK_TIMEOUT)),
+            event_queue: Some(self.event_queue.unwrap_or(event_defaults::EVENT_QUEUE)),
+            event_workers: Some(self.event_workers.unwrap_or(event_defaults::EVENT_WORKERS)),
             ..self.clone()
         }
     }
@@ -510,6 +552,44 @@ mod tests {
         assert_eq!(Settings::from_toml(&shown).unwrap(), merged.effective());
         let bad = Settings::from_toml("proxy-from = [\"10.0.0.0/33\"]\n").unwrap_err();
         assert!(bad.contains("10.0.0.0/33"), "{bad}");
+    }
+
+    #[test]
+    fn hook_keys_load_merge_and_show_as_written() {
+        let file = Settings::from_toml(
+            "on-upload = \"/usr/local/bin/uploaded --quiet\"\n\
+             on-delete = \"https://hooks.example.org/ftpd\"\n\
+             hook-timeout = 5\nevent-queue = 16\n",
+        )
+        .unwrap();
+        assert_eq!(
+            file.on_upload,
+            Some(Hook::Command {
+                program: "/usr/local/bin/uploaded".into(),
+                args: vec!["--quiet".into()],
+            })
+        );
+        let flags = Settings {
+            hook_timeout: Some(9),
+            ..Settings::default()
+        };
+        let effective = flags.over(file).effective();
+        assert_eq!(
+            (
+                effective.hook_timeout,
+                effective.event_queue,
+                effective.event_workers
+            ),
+            (Some(9), Some(16), Some(event_defaults::EVENT_WORKERS))
+        );
+        let shown = effective.to_toml();
+        assert!(
+            shown.contains("on-upload = \"/usr/local/bin/uploaded --quiet\""),
+            "{shown}"
+        );
+        assert_eq!(Settings::from_toml(&shown).unwrap(), effective);
+        let bad = Settings::from_toml("pre-upload = \"\"\n").unwrap_err();
+        assert!(bad.contains("line 1") && bad.contains("hook"), "{bad}");
     }
 
     #[test]

@@ -46,6 +46,25 @@ fn the_shipped_example_loads_and_checks_with_its_root_in_place_issue_11() {
 }
 
 #[test]
+fn the_shipped_example_hook_keys_load_when_uncommented_issue_12() {
+    let text = std::fs::read_to_string(shipped_example()).unwrap();
+    let hooks: String = text
+        .lines()
+        .filter_map(|line| line.strip_prefix("# "))
+        .filter(|line| {
+            ["on-", "pre-upload", "hook-timeout", "event-"]
+                .iter()
+                .any(|key| line.starts_with(key))
+        })
+        .map(|line| format!("{line}\n"))
+        .collect();
+    assert_eq!(hooks.lines().count(), 7, "{hooks}");
+    let parsed = ftpd::settings::Settings::from_toml(&hooks).unwrap();
+    assert!(parsed.on_upload.is_some() && parsed.pre_upload.is_some());
+    assert_eq!(parsed.event_workers, Some(2));
+}
+
+#[test]
 fn check_config_names_an_unknown_key_and_its_line_and_exits_2_issue_11() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("ftpd.toml");

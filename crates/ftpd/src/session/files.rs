@@ -10,6 +10,7 @@ use super::listings::{self, ListingStyle};
 use super::{Flow, Replied, Session};
 use crate::command::TransferType;
 use crate::control::Control;
+use crate::events::EventKind;
 use crate::listing::{self, Entry};
 use crate::path::VirtualPath;
 use crate::reply::{fs_error, quote_path, Code, MultiLineWriter, Reply};
@@ -91,6 +92,9 @@ impl Session {
         if metadata.is_file() {
             self.stored_file_gone(metadata.len());
         }
+        if let Some(event) = self.event(EventKind::Delete, &target) {
+            self.context.events.emit(event);
+        }
         Ok(Reply::new(
             Code::FileActionOk,
             format!("deleted {}", target.display()),
@@ -120,6 +124,10 @@ impl Session {
             .map_err(|error| fs_error(&error, &target))?;
         if let Some(replaced) = replaced {
             self.stored_file_gone(replaced.len());
+        }
+        if let Some(mut event) = self.event(EventKind::Rename, &target) {
+            event.from = Some(source.display());
+            self.context.events.emit(event);
         }
         Ok(Reply::new(
             Code::FileActionOk,

@@ -19,6 +19,7 @@ use crate::config::Config;
 use crate::control::{read_line, Control, ControlReader, LineRead, PartialLine, MAX_LINE};
 use crate::data::{self, DataPlan};
 use crate::defender::{Defender, Offence};
+use crate::events::{Event, EventKind, Events};
 use crate::jail::Jail;
 use crate::metrics::Metrics;
 use crate::path::VirtualPath;
@@ -77,6 +78,8 @@ pub struct Context {
     pub defender: Arc<Defender>,
     /// Per-user sessions, quota usage and rate limiters; one for the process.
     pub accounts: Arc<Accounts>,
+    /// The event hooks' queue and workers (this generation's).
+    pub events: Events,
 }
 
 impl Context {
@@ -691,6 +694,18 @@ impl Session {
                 Ok(Flow::Continue)
             }
         }
+    }
+
+    /// An event of `kind` on `path` by this session's user, if anyone listens for it.
+    fn event(&self, kind: EventKind, path: &VirtualPath) -> Option<Event> {
+        let wanted = match kind {
+            EventKind::PreUpload => self.context.config.events.pre_upload.is_some(),
+            _ => self.context.events.wants(kind),
+        };
+        let user = self
+            .identity()
+            .map_or("-", |identity| identity.name.as_str());
+        wanted.then(|| Event::new(kind, user, self.peer, path.display()))
     }
 
     fn identity(&self) -> Option<&Identity> {

@@ -17,6 +17,7 @@ use crate::command::TransferType;
 use crate::control::Control;
 use crate::data::{self, DataPlan, DataStream};
 use crate::defender::Offence;
+use crate::events::EventKind;
 use crate::metrics::Direction;
 use crate::registry::shutting_down_reply;
 use crate::reply::{fs_error, Code, Reply};
@@ -412,6 +413,14 @@ impl Session {
         });
         let mut meter = self.meter(Way::Upload);
         meter.quota = self.quota_charge(existing.is_none(), replaces)?;
+        // The pre-upload hook decides before anything is created (for STOU it sees the
+        // directory: the name is chosen later). This session holds no shared lock here.
+        if let Some(event) = self.event(EventKind::PreUpload, &target) {
+            self.context
+                .events
+                .allow_upload(&event)
+                .map_err(|text| Reply::new(Code::NameNotAllowed, text))?;
+        }
         let upload = Upload::open(&jail, &target, mode, offset)
             .map_err(|error| fs_error(&error, &target))?;
         let data = match self.open_data() {
@@ -439,6 +448,8 @@ impl Session {
         let kind = self.transfer_type;
         let control = Arc::clone(&self.control);
         let record = self.record(mode.verb(), &upload.final_path, true);
+        let event = self.event(EventKind::Upload, &upload.final_path);
+        let context = Arc::clone(&self.context);
         self.start_transfer(data, record, move |data, aborted, stall| {
             let mut upload = upload;
             let mut meter = meter;
@@ -475,6 +486,14 @@ impl Session {
                 Ok(count) => match upload.commit(&jail) {
                     Ok(()) => {
                         meter.commit();
+                        // Committed. Here only an open and a push; the worker hashes.
+                        if let Some(mut event) = event {
+                            event.size = Some(count);
+                            let committed = jail
+                                .open_read_at(&upload.final_path, 0)
+                                .map(|(file, _)| file);
+                            context.events.upload(event, committed);
+                        }
                         (
                             TransferEnd::Complete(format!("Transfer complete: {shown}")),
                             count,
