@@ -418,9 +418,18 @@ impl Settings {
     }
 
     /// The settings as TOML, the config file's own format.
-    /// Accounts are named in a comment, never shown: their tables hold password hashes.
+    /// Secrets are never shown: accounts are named in a comment (their tables hold password
+    /// hashes), and hook URLs lose their credentials and query.
     pub fn to_toml(&self) -> String {
-        let mut text = toml::to_string(self)
+        let redact = |hook: &Option<Hook>| hook.as_ref().map(Hook::redacted);
+        let shown = Settings {
+            on_upload: redact(&self.on_upload),
+            on_delete: redact(&self.on_delete),
+            on_rename: redact(&self.on_rename),
+            pre_upload: redact(&self.pre_upload),
+            ..self.clone()
+        };
+        let mut text = toml::to_string(&shown)
             .unwrap_or_else(|error| format!("# cannot show settings: {error}\n"));
         if !self.accounts.is_empty() {
             let names: Vec<&str> = self.accounts.keys().map(String::as_str).collect();

@@ -46,6 +46,48 @@ fn the_shipped_example_loads_and_checks_with_its_root_in_place_issue_11() {
 }
 
 #[test]
+fn the_shipped_example_defender_keys_and_accounts_load_when_uncommented_issue_12() {
+    let text = std::fs::read_to_string(shipped_example()).unwrap();
+    let uncommented: String = text
+        .lines()
+        .map(|line| {
+            let bare = line.strip_prefix("# ").unwrap_or(line);
+            let wanted = [
+                "no-defender",
+                "safelist",
+                "connection-",
+                "allow-from",
+                "deny-from",
+            ]
+            .iter()
+            .any(|key| bare.starts_with(key));
+            if wanted {
+                bare.to_owned()
+            } else {
+                line.to_owned()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    // The accounts block: everything from its first table to the end, uncommented.
+    let start = uncommented.find("# [accounts.alice]").unwrap();
+    let (head, block) = uncommented.split_at(start);
+    let block: String = block
+        .lines()
+        .map(|line| line.trim_start_matches('#').trim_start())
+        .collect::<Vec<_>>()
+        .join("\n");
+    let parsed = ftpd::settings::Settings::from_toml(&format!("{head}\n{block}\n")).unwrap();
+    assert!(parsed.no_defender);
+    assert_eq!(parsed.safelist.len(), 2);
+    assert_eq!(parsed.connection_rate, Some(20));
+    let alice = &parsed.accounts["alice"];
+    assert_eq!(alice.max_sessions, Some(4));
+    assert_eq!(alice.quota_bytes.map(|size| size.0), Some(10 << 30));
+    assert!(parsed.accounts.contains_key("anonymous"));
+}
+
+#[test]
 fn the_shipped_example_hook_keys_load_when_uncommented_issue_12() {
     let text = std::fs::read_to_string(shipped_example()).unwrap();
     let hooks: String = text

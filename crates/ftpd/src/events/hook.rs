@@ -65,6 +65,32 @@ impl FromStr for Hook {
     }
 }
 
+impl Hook {
+    /// The hook as `check-config` shows it: a URL's user and password and its query (where
+    /// webhook tokens live) replaced by `REDACTED`, so no secret is printed and the text still
+    /// loads as a hook.
+    pub fn redacted(&self) -> Hook {
+        let Hook::Http { url } = self else {
+            return self.clone();
+        };
+        let (scheme, rest) = url.split_once("://").unwrap_or(("http", url));
+        let (authority, path) = rest
+            .find('/')
+            .map_or((rest, ""), |slash| rest.split_at(slash));
+        let host = match authority.rsplit_once('@') {
+            Some((_, host)) => format!("REDACTED@{host}"),
+            None => authority.to_owned(),
+        };
+        let path = match path.split_once('?') {
+            Some((path, _)) => format!("{path}?REDACTED"),
+            None => path.to_owned(),
+        };
+        Hook::Http {
+            url: format!("{scheme}://{host}{path}"),
+        }
+    }
+}
+
 impl fmt::Display for Hook {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -363,6 +389,21 @@ fn bounded(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secrets_in_a_url_are_not_shown() {
+        let hook: Hook = "https://bot:s3cret@hooks.example.org/in?token=abc"
+            .parse()
+            .unwrap();
+        assert_eq!(
+            hook.redacted().to_string(),
+            "https://REDACTED@hooks.example.org/in?REDACTED"
+        );
+        let plain: Hook = "https://hooks.example.org/in".parse().unwrap();
+        assert_eq!(plain.redacted(), plain);
+        let command: Hook = "sh /etc/ftpd/hook.sh token".parse().unwrap();
+        assert_eq!(command.redacted(), command);
+    }
     use crate::events::EventKind;
 
     fn event() -> Event {
