@@ -22,6 +22,7 @@ declare -A clients=(
   [logrotate]=logrotate
   [groff]=groff-base
   [haproxy]=haproxy
+  [fail2ban-regex]=fail2ban
 )
 
 missing=()

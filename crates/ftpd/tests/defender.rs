@@ -126,6 +126,16 @@ fn a_thousand_guesses_over_a_hundred_connections_are_cut_off_after_ten_issue_12(
         "defender: banned 127.0.0.9 for 300s (score 10, last offence failed_login)",
         Duration::from_secs(5)
     ));
+    // The shipped fail2ban filter finds that one ban in the server's log, and nothing else.
+    require_tool("fail2ban-regex", "fail2ban");
+    let log = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(log.path(), ftpd.server.log_lines().join("\n") + "\n").unwrap();
+    let filter =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../packaging/fail2ban/ftpd.conf");
+    let mut regex = Command::new("fail2ban-regex");
+    regex.arg(log.path()).arg(&filter);
+    let checked = String::from_utf8(run_ok(regex, LIMIT).stdout).unwrap();
+    assert!(checked.contains(" 1 matched,"), "{checked}");
     // The attack was on the address, not the account: alice still logs in from elsewhere
     // and the guesser's address stays refused, with the right password too.
     assert!(curl_logs_in(&ftpd, "127.0.0.3", "right"));
