@@ -295,23 +295,38 @@ impl Defender {
         Some(Attempt { ip, counted: true })
     }
 
-    /// After the password check: a failure scores (and may ban); true when it banned.
+    /// After the password check: a failure scores (and may ban); true when it banned. The
+    /// attempt leaves `pending` and its failure enters the score under one lock, so no other
+    /// attempt can slip in between.
     pub fn finish_attempt(
         &self,
         settings: &DefenderSettings,
         attempt: Attempt,
         succeeded: bool,
     ) -> bool {
-        if attempt.counted {
+        if !attempt.counted {
+            return !succeeded && self.offend(settings, attempt.ip, Offence::FailedLogin);
+        }
+        let now = Instant::now();
+        let new_ban = {
             let mut records = self.lock();
-            if let Some(record) = records.get_mut(&attempt.ip) {
-                record.pending = record.pending.saturating_sub(1);
+            let Some(record) = records.get_mut(&attempt.ip) else {
+                return false;
+            };
+            record.pending = record.pending.saturating_sub(1);
+            if succeeded {
+                return false;
             }
+            record.last_seen = now;
+            score(record, attempt.ip, Offence::FailedLogin, now, settings)
+        };
+        match new_ban {
+            Some(ban) => {
+                log_ban(&ban);
+                true
+            }
+            None => false,
         }
-        if succeeded {
-            return false;
-        }
-        self.offend(settings, attempt.ip, Offence::FailedLogin)
     }
 
     /// Time left on `ip`'s ban, if it has one.
@@ -402,6 +417,7 @@ fn log_ban(ban: &NewBan) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
 
     fn ip(text: &str) -> IpAddr {
         text.parse().unwrap()
@@ -446,6 +462,30 @@ mod tests {
             panic!("second ban expected");
         };
         assert!(left > Duration::from_millis(40), "{left:?}");
+    }
+
+    #[test]
+    fn an_attempt_ending_never_opens_a_gap_for_another() {
+        let settings = DefenderSettings::default();
+        let defender = Arc::new(Defender::new());
+        let guesser = ip("192.0.2.77");
+        let checked = std::sync::atomic::AtomicUsize::new(0);
+        std::thread::scope(|scope| {
+            for _ in 0..8 {
+                scope.spawn(|| {
+                    for _ in 0..200 {
+                        if let Some(attempt) = defender.begin_attempt(&settings, guesser) {
+                            checked.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            defender.finish_attempt(&settings, attempt, false);
+                        }
+                    }
+                });
+            }
+        });
+        assert_eq!(
+            checked.load(std::sync::atomic::Ordering::Relaxed),
+            settings.threshold as usize
+        );
     }
 
     #[test]
