@@ -6,6 +6,7 @@ use std::io::{self, Write};
 
 use crate::jail::NotRegularFile;
 use crate::path::VirtualPath;
+use crate::storage::{backend_failure, Unsupported};
 
 /// A reply code, named for what it means (RFC 959 §4.2, RFC 2428, RFC 3659).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -225,6 +226,20 @@ pub fn fs_error(error: &io::Error, path: &VirtualPath) -> Reply {
     let unavailable = |why: &str| Reply::new(Code::FileUnavailable, format!("{shown}: {why}"));
     if NotRegularFile::is(error) {
         return unavailable("not a regular file");
+    }
+    if let Some(refusal) = Unsupported::of(error) {
+        // REST + STOR is a parameter we cannot take; the rest are files we cannot act on.
+        let code = match refusal {
+            Unsupported::Resume => Code::ParameterNotImplemented,
+            _ => Code::FileUnavailable,
+        };
+        return Reply::new(code, format!("{shown}: {refusal}"));
+    }
+    if let Some(failure) = backend_failure(error) {
+        return Reply::new(
+            Code::LocalError,
+            format!("{shown}: object storage failed: {failure}"),
+        );
     }
     match error.kind() {
         ErrorKind::NotFound => unavailable("no such file or directory"),

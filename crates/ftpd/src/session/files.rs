@@ -1,6 +1,6 @@
 //! Files: the commands that name paths without a data connection (CWD, MKD, RMD, DELE,
 //! RNFR/RNTO, SIZE, MDTM, MFMT, MLST, `STAT path`). Each resolves its argument against the
-//! working directory and asks the session's jail; errors become replies through `fs_error`.
+//! working directory and asks the session's storage; errors become replies through `fs_error`.
 
 use std::io::{BufWriter, Write};
 
@@ -10,7 +10,7 @@ use super::listings::{self, ListingStyle};
 use super::{Flow, Replied, Session};
 use crate::command::TransferType;
 use crate::control::Control;
-use crate::listing::{self, Entry};
+use crate::listing;
 use crate::path::VirtualPath;
 use crate::reply::{fs_error, quote_path, Code, MultiLineWriter, Reply};
 use crate::transfer;
@@ -29,9 +29,9 @@ impl Session {
     /// CWD and CDUP: only into a directory this server can list and enter, so a listing
     /// there cannot fail after its `150`.
     pub(super) fn change_dir(&mut self, target: VirtualPath) -> Replied<Reply> {
-        let jail = self.jail();
-        let metadata = jail
-            .metadata(&target)
+        let storage = self.storage();
+        let metadata = storage
+            .stat(&target)
             .map_err(|error| fs_error(&error, &target))?;
         if !metadata.is_dir() {
             return Err(Reply::new(
@@ -39,7 +39,8 @@ impl Session {
                 format!("{}: not a directory", target.display()),
             ));
         }
-        jail.open_directory(&target)
+        storage
+            .open_directory(&target)
             .map_err(|error| fs_error(&error, &target))?;
         self.cwd = target;
         Ok(Reply::new(
@@ -49,8 +50,9 @@ impl Session {
     }
 
     pub(super) fn make_dir(&self, argument: &[u8]) -> Replied<Reply> {
-        let (jail, target) = self.writable(argument)?;
-        jail.create_dir(&target)
+        let (storage, target) = self.writable(argument)?;
+        storage
+            .create_dir(&target)
             .map_err(|error| fs_error(&error, &target))?;
         Ok(Reply::new(
             Code::PathCreated,
@@ -59,14 +61,15 @@ impl Session {
     }
 
     pub(super) fn remove_dir(&self, argument: &[u8]) -> Replied<Reply> {
-        let (jail, target) = self.writable(argument)?;
+        let (storage, target) = self.writable(argument)?;
         if target.is_root() {
             return Err(Reply::new(
                 Code::FileUnavailable,
                 "cannot remove the root directory",
             ));
         }
-        jail.remove_dir(&target)
+        storage
+            .remove_dir(&target)
             .map_err(|error| fs_error(&error, &target))?;
         Ok(Reply::new(
             Code::FileActionOk,
@@ -75,9 +78,9 @@ impl Session {
     }
 
     pub(super) fn delete(&self, argument: &[u8]) -> Replied<Reply> {
-        let (jail, target) = self.writable(argument)?;
-        let metadata = jail
-            .symlink_metadata(&target)
+        let (storage, target) = self.writable(argument)?;
+        let metadata = storage
+            .stat_link(&target)
             .map_err(|error| fs_error(&error, &target))?;
         if metadata.is_dir() {
             return Err(Reply::new(
@@ -85,7 +88,8 @@ impl Session {
                 format!("{}: is a directory, use RMD", target.display()),
             ));
         }
-        jail.remove_file(&target)
+        storage
+            .remove_file(&target)
             .map_err(|error| fs_error(&error, &target))?;
         Ok(Reply::new(
             Code::FileActionOk,
@@ -95,8 +99,9 @@ impl Session {
 
     /// RNFR: remembers the source for the very next command, which must be RNTO.
     pub(super) fn rename_from(&mut self, argument: &[u8]) -> Replied<Reply> {
-        let (jail, source) = self.writable(argument)?;
-        jail.symlink_metadata(&source)
+        let (storage, source) = self.writable(argument)?;
+        storage
+            .stat_link(&source)
             .map_err(|error| fs_error(&error, &source))?;
         self.rename_from = Some(source);
         Ok(Reply::new(Code::PendingFurtherInfo, "ready for RNTO"))
@@ -107,8 +112,9 @@ impl Session {
         let Some(source) = source else {
             return Err(Reply::new(Code::BadSequence, "RNFR first"));
         };
-        let (jail, target) = self.writable(argument)?;
-        jail.rename(&source, &target)
+        let (storage, target) = self.writable(argument)?;
+        storage
+            .rename(&source, &target)
             .map_err(|error| fs_error(&error, &target))?;
         Ok(Reply::new(
             Code::FileActionOk,
@@ -119,9 +125,9 @@ impl Session {
     /// SIZE: from metadata for TYPE I, so nothing is opened; TYPE A reads a regular file
     /// to count the line ends it will gain.
     pub(super) fn size(&self, argument: &[u8]) -> Replied<Reply> {
-        let (jail, target) = self.readable(argument);
-        let metadata = jail
-            .metadata(&target)
+        let (storage, target) = self.readable(argument);
+        let metadata = storage
+            .stat(&target)
             .map_err(|error| fs_error(&error, &target))?;
         if metadata.is_dir() {
             return Err(Reply::new(
@@ -130,9 +136,9 @@ impl Session {
             ));
         }
         let size = match self.transfer_type {
-            TransferType::Image if metadata.is_file() => metadata.len(),
+            TransferType::Image if metadata.is_file() => metadata.size(),
             _ => {
-                let (mut file, length) = jail
+                let (mut file, length) = storage
                     .open_read_at(&target, 0)
                     .map_err(|error| fs_error(&error, &target))?;
                 if self.transfer_type == TransferType::Image {
@@ -146,11 +152,11 @@ impl Session {
     }
 
     pub(super) fn modification_time(&self, argument: &[u8]) -> Replied<Reply> {
-        let (jail, target) = self.readable(argument);
-        let metadata = jail
-            .metadata(&target)
+        let (storage, target) = self.readable(argument);
+        let metadata = storage
+            .stat(&target)
             .map_err(|error| fs_error(&error, &target))?;
-        let entry = Entry::from_metadata(&metadata);
+        let entry = metadata.entry;
         Ok(Reply::new(
             Code::FileStatus,
             entry.modified.format("%Y%m%d%H%M%S").to_string(),
@@ -162,9 +168,10 @@ impl Session {
         time: NaiveDateTime,
         argument: &[u8],
     ) -> Replied<Reply> {
-        let (jail, target) = self.writable(argument)?;
+        let (storage, target) = self.writable(argument)?;
         let when = Utc.from_utc_datetime(&time);
-        jail.set_modified(&target, when.into())
+        storage
+            .set_modified(&target, when.into())
             .map_err(|error| fs_error(&error, &target))?;
         Ok(Reply::new(
             Code::FileStatus,
@@ -177,15 +184,15 @@ impl Session {
     }
 
     pub(super) fn mlst(&self, argument: Option<&[u8]>) -> Replied<Reply> {
-        let (jail, target) = self.readable(argument.unwrap_or(b"."));
-        let metadata = jail
-            .metadata(&target)
+        let (storage, target) = self.readable(argument.unwrap_or(b"."));
+        let metadata = storage
+            .stat(&target)
             .map_err(|error| fs_error(&error, &target))?;
         let mut line = b" ".to_vec();
         listing::write_facts(
             &mut line,
             target.display().as_ref(),
-            &Entry::from_metadata(&metadata),
+            &metadata.entry,
             self.can_write(),
         );
         Ok(Reply::multi(
@@ -199,13 +206,13 @@ impl Session {
     /// STAT with a path (globs allowed): the listing over the control connection, streamed
     /// line by line, every write under the control connection's deadline.
     pub(super) fn stat_path(&self, argument: &[u8]) -> Replied<Flow> {
-        let jail = self.jail();
-        let selection = listings::select(&jail, &self.cwd, argument, true)?;
+        let storage = self.storage();
+        let selection = listings::select(&storage, &self.cwd, argument, true)?;
         let target = self.cwd.resolve(argument);
         let sink = BufWriter::with_capacity(64 * 1024, ControlSink(&self.control));
         let first = format!("Status of {}:", target.display());
         let sent = MultiLineWriter::start(sink, Code::FileStatus, &first).and_then(|mut reply| {
-            let listed = selection.write(&jail, ListingStyle::Long, false, &mut |line| {
+            let listed = selection.write(&storage, ListingStyle::Long, false, &mut |line| {
                 reply.line(line)
             });
             reply.finish(match listed {

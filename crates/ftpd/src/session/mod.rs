@@ -18,12 +18,12 @@ use crate::config::Config;
 use crate::control::{read_line, Control, ControlReader, LineRead, PartialLine, MAX_LINE};
 use crate::data::{self, DataPlan};
 use crate::defender::{Defender, Offence};
-use crate::jail::Jail;
 use crate::metrics::Metrics;
 use crate::path::VirtualPath;
 use crate::proxy::Origin;
 use crate::registry::{shutting_down_reply, Registry};
 use crate::reply::{Code, Reply};
+use crate::storage::Storage;
 use crate::tls::SharedTls;
 use crate::upload::StoreMode;
 use crate::users::{Access, Identity, VerificationGate};
@@ -87,8 +87,13 @@ impl Context {
 /// Where the login stands.
 enum Login {
     AwaitingUser,
-    AwaitingPass { user: String },
-    LoggedIn { identity: Identity, jail: Arc<Jail> },
+    AwaitingPass {
+        user: String,
+    },
+    LoggedIn {
+        identity: Identity,
+        storage: Arc<Storage>,
+    },
 }
 
 /// Where TLS protection stands (RFC 4217): the control connection, then PBSZ, then PROT.
@@ -586,16 +591,16 @@ impl Session {
         let banned = context
             .defender
             .finish_attempt(defence, attempt, identity.is_some());
-        let jail = identity.as_ref().map(|identity| {
+        let storage = identity.as_ref().map(|identity| {
             let home = VirtualPath::root().resolve(identity.home.as_bytes());
             if home.is_root() {
-                Ok(Arc::clone(&context.config.jail))
+                Ok(Arc::clone(&context.config.storage))
             } else {
-                context.config.jail.subdirectory(&home).map(Arc::new)
+                context.config.storage.subdirectory(&home).map(Arc::new)
             }
         });
-        match (identity, jail) {
-            (Some(identity), Some(Ok(jail))) => {
+        match (identity, storage) {
+            (Some(identity), Some(Ok(storage))) => {
                 let peer = self.peer.to_string();
                 log::info!(
                     event = "login", session = self.id, peer = peer.as_str(),
@@ -606,7 +611,7 @@ impl Session {
                     Access::ReadWrite => "Login successful",
                     Access::ReadOnly => "Login successful (read-only)",
                 };
-                self.login = Login::LoggedIn { identity, jail };
+                self.login = Login::LoggedIn { identity, storage };
                 self.cwd = VirtualPath::root();
                 self.last_command = Instant::now();
                 Ok(self.reply(Reply::new(Code::LoggedIn, text)))
@@ -654,11 +659,11 @@ impl Session {
         }
     }
 
-    fn jail(&self) -> Arc<Jail> {
+    fn storage(&self) -> Arc<Storage> {
         match &self.login {
-            Login::LoggedIn { jail, .. } => Arc::clone(jail),
+            Login::LoggedIn { storage, .. } => Arc::clone(storage),
             // dispatch() refuses file commands before login.
-            _ => Arc::clone(&self.context.config.jail),
+            _ => Arc::clone(&self.context.config.storage),
         }
     }
 
@@ -667,11 +672,11 @@ impl Session {
             .is_some_and(|identity| identity.access == Access::ReadWrite)
     }
 
-    fn readable(&self, argument: &[u8]) -> (Arc<Jail>, VirtualPath) {
-        (self.jail(), self.cwd.resolve(argument))
+    fn readable(&self, argument: &[u8]) -> (Arc<Storage>, VirtualPath) {
+        (self.storage(), self.cwd.resolve(argument))
     }
 
-    fn writable(&self, argument: &[u8]) -> Replied<(Arc<Jail>, VirtualPath)> {
+    fn writable(&self, argument: &[u8]) -> Replied<(Arc<Storage>, VirtualPath)> {
         if !self.can_write() {
             return Err(Reply::new(
                 Code::FileUnavailable,

@@ -19,6 +19,7 @@ use crate::defender::Offence;
 use crate::metrics::Direction;
 use crate::registry::shutting_down_reply;
 use crate::reply::{fs_error, Code, Reply};
+use crate::storage;
 use crate::tls::DataTlsError;
 use crate::transfer;
 use crate::upload::{StoreMode, Upload};
@@ -59,8 +60,21 @@ impl TransferEnd {
     fn from_network(result: io::Result<u64>, done: &str) -> (TransferEnd, u64) {
         match result {
             Ok(bytes) => (TransferEnd::Complete(done.to_owned()), bytes),
-            Err(error) => (TransferEnd::Broken(error.to_string()), 0),
+            Err(error) => (
+                Self::storage_failure(&error).unwrap_or(TransferEnd::Broken(error.to_string())),
+                0,
+            ),
         }
+    }
+
+    /// A failure of the object storage under a transfer is ours, not the network's: 451.
+    fn storage_failure(error: &io::Error) -> Option<TransferEnd> {
+        storage::backend_failure(error).map(|failure| {
+            TransferEnd::Local(Reply::new(
+                Code::LocalError,
+                format!("object storage failed: {failure}; transfer aborted"),
+            ))
+        })
     }
 
     fn from_upload_error(error: &io::Error) -> TransferEnd {
@@ -73,7 +87,8 @@ impl TransferEnd {
                 Code::ExceededStorage,
                 "file too large; upload discarded",
             )),
-            _ => TransferEnd::Broken(error.to_string()),
+            _ => Self::storage_failure(error)
+                .unwrap_or_else(|| TransferEnd::Broken(error.to_string())),
         }
     }
 
@@ -256,10 +271,10 @@ impl Session {
         argument: Option<&[u8]>,
         style: ListingStyle,
     ) -> Replied<Flow> {
-        let jail = self.jail();
+        let storage = self.storage();
         let argument = argument.unwrap_or(b"");
         let globbing = style != ListingStyle::Facts;
-        let selection = listings::select(&jail, &self.cwd, argument, globbing)?;
+        let selection = listings::select(&storage, &self.cwd, argument, globbing)?;
         let target = self.cwd.resolve(argument);
         if style == ListingStyle::Facts && matches!(selection, listings::Selection::Single { .. }) {
             return Err(Reply::new(
@@ -286,7 +301,7 @@ impl Session {
                 out.write_all(b"\r\n")
             };
             let result = selection
-                .write(&jail, style, writable, &mut write_line)
+                .write(&storage, style, writable, &mut write_line)
                 .and_then(|sent| out.flush().map(|()| sent));
             TransferEnd::from_network(result, "Directory send OK")
         });
@@ -295,8 +310,8 @@ impl Session {
 
     pub(super) fn retrieve(&mut self, argument: &[u8]) -> Replied<Flow> {
         let offset = self.restart_at.take().unwrap_or(0);
-        let (jail, target) = self.readable(argument);
-        let (mut file, length) = jail
+        let (storage, target) = self.readable(argument);
+        let (mut reader, length) = storage
             .open_read_at(&target, offset)
             .map_err(|error| fs_error(&error, &target))?;
         let data = self.open_data()?;
@@ -317,11 +332,12 @@ impl Session {
         self.start_transfer(data, record, move |data, _aborted, stall| {
             let sent = match (kind, data) {
                 // File to socket in the clear: sendfile, no copy through user space.
-                (TransferType::Image, DataStream::Plain(socket)) => {
-                    transfer::send_file(&mut file, socket, stall)
-                }
-                (TransferType::Image, data) => io::copy(&mut file, data),
-                (TransferType::Ascii, data) => transfer::copy_to_crlf(&mut file, data),
+                (TransferType::Image, DataStream::Plain(socket)) => match reader.as_file() {
+                    Some(file) => transfer::send_file(file, socket, stall),
+                    None => transfer::copy_exact(&mut reader, &mut &*socket),
+                },
+                (TransferType::Image, data) => io::copy(&mut reader, data),
+                (TransferType::Ascii, data) => transfer::copy_to_crlf(&mut reader, data),
             };
             TransferEnd::from_network(sent, "Transfer complete")
         });
@@ -336,7 +352,7 @@ impl Session {
                 "permission denied: this login is read-only",
             ));
         }
-        let jail = self.jail();
+        let storage = self.storage();
         let target = match mode {
             StoreMode::Unique => self.cwd.clone(),
             _ => self.cwd.resolve(argument),
@@ -347,12 +363,12 @@ impl Session {
                 "cannot store over a directory",
             ));
         }
-        let upload = Upload::open(&jail, &target, mode, offset)
+        let upload = Upload::open(&storage, &target, mode, offset)
             .map_err(|error| fs_error(&error, &target))?;
         let data = match self.open_data() {
             Ok(data) => data,
             Err(reply) => {
-                upload.discard(&jail);
+                upload.discard(&storage);
                 return Err(reply);
             }
         };
@@ -368,7 +384,7 @@ impl Session {
             _ => format!("Ok to send data for {shown}"),
         };
         if let Err(reply) = self.send_or_fail(Reply::new(Code::OpeningData, opening)) {
-            upload.discard(&jail);
+            upload.discard(&storage);
             return Err(reply);
         }
         let kind = self.transfer_type;
@@ -378,11 +394,12 @@ impl Session {
             let mut upload = upload;
             let received = match (kind, data) {
                 // Socket to file in the clear: splice, one copy instead of two.
-                (TransferType::Image, DataStream::Plain(socket)) => {
-                    transfer::receive_file(socket, &mut upload.file, stall)
-                }
-                (TransferType::Image, data) => transfer::copy_exact(data, &mut upload.file),
-                (TransferType::Ascii, data) => transfer::copy_from_crlf(data, &mut upload.file),
+                (TransferType::Image, DataStream::Plain(socket)) => match upload.sink.as_file() {
+                    Some(file) => transfer::receive_file(socket, file, stall),
+                    None => transfer::copy_exact(&mut &*socket, &mut upload.sink),
+                },
+                (TransferType::Image, data) => transfer::copy_exact(data, &mut upload.sink),
+                (TransferType::Ascii, data) => transfer::copy_from_crlf(data, &mut upload.sink),
             };
             let received = received.and_then(|count| {
                 // An EOF on the data connection also happens when the client dies or ABOR
@@ -399,15 +416,18 @@ impl Session {
                 Ok(count)
             });
             match received {
-                Ok(count) => match upload.commit(&jail) {
-                    Ok(()) => (
-                        TransferEnd::Complete(format!("Transfer complete: {shown}")),
-                        count,
-                    ),
-                    Err(error) => (TransferEnd::Local(fs_error(&error, &upload.final_path)), 0),
-                },
+                Ok(count) => {
+                    let final_path = upload.final_path.clone();
+                    match upload.commit(&storage) {
+                        Ok(()) => (
+                            TransferEnd::Complete(format!("Transfer complete: {shown}")),
+                            count,
+                        ),
+                        Err(error) => (TransferEnd::Local(fs_error(&error, &final_path)), 0),
+                    }
+                }
                 Err(error) => {
-                    upload.discard(&jail);
+                    upload.discard(&storage);
                     (TransferEnd::from_upload_error(&error), 0)
                 }
             }
