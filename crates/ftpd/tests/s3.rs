@@ -442,3 +442,45 @@ fn a_64_mib_upload_holds_about_one_part_in_memory_issue_13() {
     assert!(peak < before + 24 * 1024, "{before} kB -> {peak} kB");
     assert_eq!(store.head("big.bin").expect("head").size, 64 * MIB as u64);
 }
+
+#[test]
+fn each_users_home_is_a_key_prefix_issue_13() {
+    let store = store("ftpd-homes");
+    store.put("alice/hello.txt", b"hi alice").unwrap();
+    store.put("secret.txt", b"not for alice").unwrap();
+    let mut child = Command::new(support::FTPD)
+        .args(["passwd", "alice"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .as_mut()
+        .unwrap()
+        .write_all(b"pw-alice\n")
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success());
+    let line = String::from_utf8(output.stdout).unwrap();
+    let (name_hash, _) = line.trim().rsplit_once(':').unwrap();
+    let users = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(users.path(), format!("{name_hash}:rw:/alice\n")).unwrap();
+    let server = ftpd(
+        "ftpd-homes",
+        &["--users", users.path().to_str().unwrap(), "--no-anonymous"],
+    );
+    let mut raw = Raw::connect(server.addr);
+    raw.expect("USER alice", 331);
+    raw.expect("PASS pw-alice", 230);
+    let (got, _) = raw.fetch("RETR hello.txt");
+    assert_eq!(got, b"hi alice");
+    let done = raw.upload("STOR up.txt", b"from alice");
+    assert_eq!(done.code, 226, "{done:?}");
+    raw.expect("CWD ..", 250);
+    raw.expect("PWD", 257);
+    raw.expect("RETR /secret.txt", 550);
+    let (names, _) = raw.fetch("NLST");
+    assert_eq!(String::from_utf8(names).unwrap(), "hello.txt\r\nup.txt\r\n");
+    assert_eq!(object(&store, "alice/up.txt"), b"from alice");
+}
