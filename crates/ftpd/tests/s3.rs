@@ -484,3 +484,83 @@ fn each_users_home_is_a_key_prefix_issue_13() {
     assert_eq!(String::from_utf8(names).unwrap(), "hello.txt\r\nup.txt\r\n");
     assert_eq!(object(&store, "alice/up.txt"), b"from alice");
 }
+
+/// An S3 endpoint that answers the start-up listing, then takes every later request and
+/// never answers it: the storage side hanging.
+fn silent_endpoint() -> std::net::SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let answered = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { continue };
+            let answered = std::sync::Arc::clone(&answered);
+            held.push(std::thread::spawn(move || {
+                let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
+                let mut writer = stream;
+                loop {
+                    let mut line = String::new();
+                    loop {
+                        line.clear();
+                        match std::io::BufRead::read_line(&mut reader, &mut line) {
+                            Ok(0) | Err(_) => return,
+                            Ok(_) if line == "\r\n" => break,
+                            Ok(_) => {}
+                        }
+                    }
+                    if answered.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                        // Hold the connection open and say nothing.
+                        std::thread::sleep(Duration::from_secs(60));
+                        return;
+                    }
+                    let body = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><ListBucketResult>\
+                                <IsTruncated>false</IsTruncated></ListBucketResult>";
+                    let _ = write!(
+                        writer,
+                        "HTTP/1.1 200 OK\r\nContent-Type: application/xml\r\n\
+                         Content-Length: {}\r\n\r\n{body}",
+                        body.len()
+                    );
+                }
+            }));
+        }
+    });
+    addr
+}
+
+#[test]
+fn a_storage_service_that_stops_answering_gets_451_not_a_hung_session_issue_13() {
+    let endpoint = silent_endpoint();
+    let mut command = Command::new(support::FTPD);
+    command
+        .args(["--host", "127.0.0.1", "--port", "0", "--write"])
+        .args(["--storage", "s3://silent/ftp"])
+        .args(["--s3-endpoint", &format!("http://{endpoint}")])
+        .args(["--s3-timeout", "1"])
+        .env("AWS_ACCESS_KEY_ID", "key")
+        .env("AWS_SECRET_ACCESS_KEY", "secret");
+    let server = Server::spawn(command);
+    let mut raw = anonymous(&server);
+    let started = Instant::now();
+    let size = raw.expect("SIZE file.txt", 451);
+    assert!(size.text().contains("object storage failed"), "{size:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "{:?}",
+        started.elapsed()
+    );
+    let started = Instant::now();
+    let mut data = raw.passive();
+    raw.expect("LIST", 150);
+    let mut listing = Vec::new();
+    let _ = data.read_to_end(&mut listing);
+    let end = raw.answer();
+    assert_eq!(end.code, 451, "{end:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "{:?}",
+        started.elapsed()
+    );
+    raw.expect("NOOP", 200);
+}
