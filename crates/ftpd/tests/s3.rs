@@ -306,6 +306,8 @@ fn what_object_storage_cannot_do_gets_its_documented_reply_issue_13() {
     raw.expect("DELE missing.txt", 550);
     raw.expect("CWD missing", 550);
     raw.expect("RETR missing.txt", 550);
+    raw.expect("EPSV", 229);
+    raw.expect("STOR missing/file.txt", 550);
     // An empty directory (its marker only) can be renamed, and the object is untouched.
     raw.expect("MKD empty", 257);
     raw.expect("RNFR empty", 350);
@@ -376,6 +378,7 @@ fn two_servers_on_one_bucket_see_each_others_files_at_once_issue_13() {
     let mut one = anonymous(&first);
     let mut two = anonymous(&second);
     let from_first = noise(100_000, 6);
+    one.expect("MKD shared", 257);
     let done = one.upload("STOR shared/from-first.bin", &from_first);
     assert_eq!(done.code, 226, "{done:?}");
     let (got, done) = two.fetch("RETR shared/from-first.bin");

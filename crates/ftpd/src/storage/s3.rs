@@ -201,11 +201,13 @@ impl S3Storage {
     }
 
     /// A writer whose object appears only when it finishes: one PUT for a small file, a
-    /// multipart upload (8 MiB parts, one in memory) for a large one.
+    /// multipart upload (8 MiB parts, one in memory) for a large one. The directory it goes
+    /// into must exist, as on a disk (the caller has checked that `target` is no directory).
     pub fn create_upload(&self, target: &VirtualPath) -> io::Result<s3store::Upload> {
-        if target.is_root() || self.dir_exists(target)? {
+        if target.is_root() {
             return Err(is_a_directory());
         }
+        self.require_dir(&target.parent())?;
         Ok(self.store.upload(&self.key(target)?)?)
     }
 
