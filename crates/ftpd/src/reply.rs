@@ -318,6 +318,43 @@ mod tests {
     }
 
     #[test]
+    fn object_storage_errors_map_honestly_issue_13() {
+        use crate::storage::Unsupported;
+        use s3store::S3Error;
+        let path = VirtualPath::root().resolve(b"f");
+        let cases: Vec<(io::Error, &str)> =
+            vec![
+            (S3Error::NotFound.into(), "550 /f: no such file or directory\r\n"),
+            (S3Error::AccessDenied.into(), "550 /f: permission denied\r\n"),
+            (
+                S3Error::Throttled.into(),
+                "451 /f: object storage failed: throttled by the server\r\n",
+            ),
+            (
+                S3Error::Server(503).into(),
+                "451 /f: object storage failed: server error 503\r\n",
+            ),
+            (
+                S3Error::Timeout.into(),
+                "451 /f: object storage failed: timed out\r\n",
+            ),
+            (
+                Unsupported::Resume.into(),
+                "504 /f: object storage cannot resume an upload at an offset: upload the whole \
+                 file again\r\n",
+            ),
+            (
+                Unsupported::Append.into(),
+                "550 /f: object storage cannot append to a file: upload the whole file with \
+                 STOR\r\n",
+            ),
+        ];
+        for (error, expected) in cases {
+            check(fs_error(&error, &path), expected);
+        }
+    }
+
+    #[test]
     fn pwd_quoting_doubles_quotes() {
         assert_eq!(quote_path(br#"/a "b""#), r#""/a ""b""""#);
     }

@@ -61,7 +61,8 @@ impl TransferEnd {
         match result {
             Ok(bytes) => (TransferEnd::Complete(done.to_owned()), bytes),
             Err(error) => (
-                Self::storage_failure(&error).unwrap_or(TransferEnd::Broken(error.to_string())),
+                Self::storage_failure(&error)
+                    .unwrap_or_else(|| TransferEnd::Broken(error.to_string())),
                 0,
             ),
         }
