@@ -80,7 +80,7 @@ pub struct Startup {
     pub shutdown_grace: Duration,
     /// Whether anonymous may log in and write, for the start-up log line.
     pub anonymous: Option<Access>,
-    /// The served directory as given, for the start-up log line.
+    /// The served directory or `s3://` location as given, for the start-up log line.
     pub root: PathBuf,
     /// The user to become after binding, when started as root.
     pub user: Option<String>,
