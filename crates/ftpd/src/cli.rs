@@ -12,10 +12,10 @@ use crate::cidr::AddressRules;
 use crate::config::{Config, Limits, Timeouts};
 use crate::defender::{ConnectionRate, DefenderSettings};
 use crate::events::EventSettings;
-use crate::jail::Jail;
 use crate::passive::PassiveAddressing;
 use crate::proxy::ProxyPolicy;
 use crate::settings::{Settings, SettingsError};
+use crate::storage::{S3Storage, Storage};
 use crate::tls::TlsSettings;
 use crate::users::{Permissions, Users, UsersError, UsersSource};
 
@@ -81,7 +81,7 @@ pub struct Startup {
     pub shutdown_grace: Duration,
     /// What anonymous may do, if it may log in: for the start-up log line.
     pub anonymous: Option<Permissions>,
-    /// The served directory as given, for the start-up log line.
+    /// The served directory or `s3://` location as given, for the start-up log line.
     pub root: PathBuf,
     /// The user to become after binding, when started as root.
     pub user: Option<String>,
@@ -135,6 +135,85 @@ impl std::fmt::Display for StartupError {
 }
 
 impl Settings {
+    /// What these (effective) settings serve, opened and checked: the local directory, or
+    /// the S3 bucket and prefix, whose first page is listed so that a wrong endpoint, bucket
+    /// or key fails the start rather than every client.
+    fn storage(&self) -> Result<(PathBuf, Storage), StartupError> {
+        let s3_flags = [
+            ("s3-endpoint", self.s3_endpoint.is_some()),
+            ("s3-path-style", self.s3_path_style.is_some()),
+            ("s3-access-key-id", self.s3_access_key_id.is_some()),
+        ];
+        let location = match (&self.storage, &self.root) {
+            (Some(_), Some(_)) => {
+                return Err(StartupError::Usage(
+                    "--storage and --root both name what to serve: give one".into(),
+                ))
+            }
+            (Some(location), None) if self.serves_object_storage() => location.clone(),
+            (storage, root) => {
+                if let Some((flag, _)) = s3_flags.iter().find(|(_, given)| *given) {
+                    return Err(StartupError::Usage(format!(
+                        "--{flag} needs --storage s3://BUCKET[/PREFIX]"
+                    )));
+                }
+                let root = storage
+                    .as_ref()
+                    .map_or_else(|| root.clone().unwrap_or_default(), PathBuf::from);
+                let storage = Storage::local(&root)
+                    .map_err(|error| StartupError::Root(root.clone(), error))?;
+                return Ok((root, storage));
+            }
+        };
+        let parsed = s3store::parse_location(&location)
+            .map_err(|error| StartupError::Usage(format!("--storage: {error}")))?;
+        let region = self
+            .s3_region
+            .clone()
+            .unwrap_or_else(|| crate::settings::defaults::S3_REGION.into());
+        let endpoint_text = self
+            .s3_endpoint
+            .clone()
+            .unwrap_or_else(|| format!("https://s3.{region}.amazonaws.com"));
+        let endpoint = endpoint_text.parse().map_err(|error| {
+            StartupError::Usage(format!("--s3-endpoint '{endpoint_text}': {error}"))
+        })?;
+        // The standard variables first, as every AWS tool reads them, so a service manager's
+        // secret can override a config file; the file's pair otherwise.
+        let credentials = match s3store::Credentials::from_env() {
+            Ok(credentials) => credentials,
+            Err(missing) => match (&self.s3_access_key_id, &self.s3_secret_access_key) {
+                (Some(id), Some(secret)) => s3store::Credentials::new(id, &secret.0),
+                _ => {
+                    return Err(StartupError::Usage(format!(
+                        "no S3 credentials: {missing}, and the config file has no \
+                         s3-access-key-id and s3-secret-access-key"
+                    )))
+                }
+            },
+        };
+        let config = s3store::StoreConfig {
+            endpoint,
+            region,
+            bucket: parsed.bucket,
+            prefix: parsed.prefix,
+            path_style: self.s3_path_style.unwrap_or(self.s3_endpoint.is_some()),
+            credentials,
+            timeout: Duration::from_secs(
+                self.s3_timeout
+                    .unwrap_or(crate::settings::defaults::S3_TIMEOUT)
+                    .max(1),
+            ),
+        };
+        let shown = PathBuf::from(&location);
+        let store = s3store::Store::new(config)
+            .map_err(|error| StartupError::Root(shown.clone(), error.into()))?;
+        let s3 = S3Storage::new(store);
+        s3.check()
+            .map_err(|error| StartupError::Root(shown.clone(), error))?;
+        Ok((shown, Storage::S3(s3)))
+    }
+
     /// Validates the settings and loads what they name (users, certificate, root), binding
     /// nothing yet.
     pub fn startup(&self) -> Result<Startup, StartupError> {
@@ -187,11 +266,10 @@ impl Settings {
                 ))
             }
         };
-        let root = settings.root.clone().unwrap_or_default();
-        let jail = Jail::open(&root).map_err(|error| StartupError::Root(root.clone(), error))?;
+        let (root, storage) = settings.storage()?;
         let seconds = |value: Option<u64>| Duration::from_secs(value.unwrap_or(0).max(1));
         let config = Config {
-            jail: Arc::new(jail),
+            storage: Arc::new(storage),
             users,
             passive_ports: settings.passive_ports.clone().map(|range| range.0),
             passive: PassiveAddressing::start(

@@ -8,17 +8,17 @@ use std::time::Duration;
 use crate::cidr::AddressRules;
 use crate::defender::DefenderSettings;
 use crate::events::EventSettings;
-use crate::jail::Jail;
 use crate::passive::PassiveAddressing;
 use crate::proxy::ProxyPolicy;
+use crate::storage::Storage;
 use crate::tls::TlsSettings;
 use crate::users::Users;
 
 /// Settings shared by all sessions.
 #[derive(Debug)]
 pub struct Config {
-    /// The served root.
-    pub jail: Arc<Jail>,
+    /// The served tree (a local directory or an object-storage prefix).
+    pub storage: Arc<Storage>,
     /// Who may log in.
     pub users: Users,
     /// Ports for passive data connections (any free port when `None`).

@@ -1,8 +1,9 @@
 //! ftpd: a concurrent FTP server (gopl.io exercise 8.2) that stock clients just work with.
 //!
 //! [`command`] parses control lines and [`reply`] encodes answers, both without I/O;
-//! [`session`] runs one control connection over [`control`]; [`jail`] is the only code
-//! that touches the disk, beneath the served root; [`path`] is the pure virtual path the
+//! [`session`] runs one control connection over [`control`] and reaches files only through
+//! [`storage`] (the local disk, where [`jail`] is the only code that touches it, or an S3
+//! bucket); [`path`] is the pure virtual path the
 //! session shows; [`config`] holds the settings, fixed at start-up, and [`registry`] the
 //! live sessions beside them.
 
@@ -31,6 +32,7 @@ pub mod server;
 pub mod service;
 pub mod session;
 pub mod settings;
+pub mod storage;
 pub mod tls;
 pub mod transfer;
 pub mod upload;

@@ -100,7 +100,7 @@ fn run(args: &Args, settings: &Settings) -> Result<(), StartupError> {
     let startup = settings.startup()?;
     ignore_file_size_signal();
     tune_allocator();
-    let stale = startup.config.jail.sweep_stale_uploads();
+    let stale = startup.config.storage.sweep_stale_uploads();
     if stale > 0 {
         log::info!("removed {stale} temporary uploads left by a server that is gone");
     }

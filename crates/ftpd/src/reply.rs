@@ -6,6 +6,7 @@ use std::io::{self, Write};
 
 use crate::jail::NotRegularFile;
 use crate::path::VirtualPath;
+use crate::storage::{backend_failure, Unsupported};
 
 /// A reply code, named for what it means (RFC 959 §4.2, RFC 2428, RFC 3659).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -226,6 +227,20 @@ pub fn fs_error(error: &io::Error, path: &VirtualPath) -> Reply {
     if NotRegularFile::is(error) {
         return unavailable("not a regular file");
     }
+    if let Some(refusal) = Unsupported::of(error) {
+        // REST + STOR is a parameter we cannot take; the rest are files we cannot act on.
+        let code = match refusal {
+            Unsupported::Resume => Code::ParameterNotImplemented,
+            _ => Code::FileUnavailable,
+        };
+        return Reply::new(code, format!("{shown}: {refusal}"));
+    }
+    if let Some(failure) = backend_failure(error) {
+        return Reply::new(
+            Code::LocalError,
+            format!("{shown}: object storage failed: {failure}"),
+        );
+    }
     match error.kind() {
         ErrorKind::NotFound => unavailable("no such file or directory"),
         ErrorKind::PermissionDenied => unavailable("permission denied"),
@@ -300,6 +315,43 @@ mod tests {
         }
         writer.finish("End of status").unwrap();
         assert_eq!(streamed, whole.to_bytes());
+    }
+
+    #[test]
+    fn object_storage_errors_map_honestly_issue_13() {
+        use crate::storage::Unsupported;
+        use s3store::S3Error;
+        let path = VirtualPath::root().resolve(b"f");
+        let cases: Vec<(io::Error, &str)> =
+            vec![
+            (S3Error::NotFound.into(), "550 /f: no such file or directory\r\n"),
+            (S3Error::AccessDenied.into(), "550 /f: permission denied\r\n"),
+            (
+                S3Error::Throttled.into(),
+                "451 /f: object storage failed: throttled by the server\r\n",
+            ),
+            (
+                S3Error::Server(503).into(),
+                "451 /f: object storage failed: server error 503\r\n",
+            ),
+            (
+                S3Error::Timeout.into(),
+                "451 /f: object storage failed: timed out\r\n",
+            ),
+            (
+                Unsupported::Resume.into(),
+                "504 /f: object storage cannot resume an upload at an offset: upload the whole \
+                 file again\r\n",
+            ),
+            (
+                Unsupported::Append.into(),
+                "550 /f: object storage cannot append to a file: upload the whole file with \
+                 STOR\r\n",
+            ),
+        ];
+        for (error, expected) in cases {
+            check(fs_error(&error, &path), expected);
+        }
     }
 
     #[test]

@@ -47,6 +47,10 @@ pub mod defaults {
     pub const DEFENDER_BAN: u64 = 300;
     /// `--defender-max-ban`, seconds.
     pub const DEFENDER_MAX_BAN: u64 = 86_400;
+    /// `--s3-region`: what most S3-compatible servers accept.
+    pub const S3_REGION: &str = "us-east-1";
+    /// `--s3-timeout`, seconds: how long one step of an S3 request may wait.
+    pub const S3_TIMEOUT: u64 = 30;
 }
 
 /// The server's settings, as flags (clap) and as config-file keys (serde). `None` (or
@@ -66,6 +70,46 @@ pub struct Settings {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub root: Option<PathBuf>,
+    /// What to serve: a directory (as --root does) or s3://BUCKET[/PREFIX], a bucket of an
+    /// S3-compatible object store (see --s3-endpoint); each user's home is a key prefix
+    #[arg(long, value_name = "PATH|s3://BUCKET[/PREFIX]")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub storage: Option<String>,
+    /// URL of the S3 service, e.g. http://127.0.0.1:8333 [default: AWS,
+    /// https://s3.REGION.amazonaws.com]
+    #[arg(long, value_name = "URL")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub s3_endpoint: Option<String>,
+    /// Region signed into every S3 request [default: us-east-1]
+    #[arg(long, value_name = "REGION")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub s3_region: Option<String>,
+    /// Path-style S3 addressing (http://host/bucket/key) when true, virtual-host style
+    /// (http://bucket.host/key) when false [default: true with --s3-endpoint, false on AWS]
+    #[arg(
+        long,
+        value_name = "BOOL",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true"
+    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub s3_path_style: Option<bool>,
+    /// Seconds one step of an S3 request (connect, send, first byte, each read or write)
+    /// may wait before the request fails [default: 30]
+    #[arg(long, value_name = "SECONDS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub s3_timeout: Option<u64>,
+    /// S3 access key id; config file only (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, when
+    /// both are set, win)
+    #[arg(skip)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub s3_access_key_id: Option<String>,
+    /// S3 secret access key; config file only (a secret has no place on a command line) and
+    /// never shown
+    #[arg(skip)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub s3_secret_access_key: Option<SecretKey>,
     /// Let anonymous users (and users-file lines without rw/ro) upload, mkdir, delete and rename
     #[arg(long)]
     #[serde(default)]
@@ -323,6 +367,13 @@ impl Settings {
             host: self.host.or(file.host),
             port: self.port.or(file.port),
             root: self.root.or(file.root),
+            storage: self.storage.or(file.storage),
+            s3_endpoint: self.s3_endpoint.or(file.s3_endpoint),
+            s3_region: self.s3_region.or(file.s3_region),
+            s3_path_style: self.s3_path_style.or(file.s3_path_style),
+            s3_timeout: self.s3_timeout.or(file.s3_timeout),
+            s3_access_key_id: self.s3_access_key_id.or(file.s3_access_key_id),
+            s3_secret_access_key: self.s3_secret_access_key.or(file.s3_secret_access_key),
             write: self.write || file.write,
             users: self.users.or(file.users),
             // One of the pair on the command line decides, whatever the file says.
@@ -380,7 +431,20 @@ impl Settings {
         Settings {
             host: Some(self.host.clone().unwrap_or(defaults::HOST.into())),
             port: Some(self.port.unwrap_or(defaults::PORT)),
-            root: Some(self.root.clone().unwrap_or(defaults::ROOT.into())),
+            // --storage names what is served when given; --root is then left as said.
+            root: match &self.storage {
+                Some(_) => self.root.clone(),
+                None => Some(self.root.clone().unwrap_or(defaults::ROOT.into())),
+            },
+            s3_region: self
+                .serves_object_storage()
+                .then(|| self.s3_region.clone().unwrap_or(defaults::S3_REGION.into())),
+            s3_path_style: self
+                .serves_object_storage()
+                .then(|| self.s3_path_style.unwrap_or(self.s3_endpoint.is_some())),
+            s3_timeout: self
+                .serves_object_storage()
+                .then(|| self.s3_timeout.unwrap_or(defaults::S3_TIMEOUT)),
             max_clients: Some(self.max_clients.unwrap_or(defaults::MAX_CLIENTS)),
             max_per_ip: Some(self.max_per_ip.unwrap_or(defaults::MAX_PER_IP)),
             login_timeout: Some(self.login_timeout.unwrap_or(defaults::LOGIN_TIMEOUT)),
@@ -415,6 +479,13 @@ impl Settings {
             event_workers: Some(self.event_workers.unwrap_or(event_defaults::EVENT_WORKERS)),
             ..self.clone()
         }
+    }
+
+    /// True when `--storage` names an S3 bucket.
+    pub fn serves_object_storage(&self) -> bool {
+        self.storage
+            .as_deref()
+            .is_some_and(|storage| storage.starts_with("s3://"))
     }
 
     /// The settings as TOML, the config file's own format.
@@ -464,6 +535,24 @@ fn one_line(message: &str) -> String {
         first
     } else {
         format!("{first}: {}", rest.join("; "))
+    }
+}
+
+/// A secret from the config file: read like any string, written (by `check-config`) and
+/// debug-printed only as `<redacted>`.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct SecretKey(pub String);
+
+impl fmt::Debug for SecretKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SecretKey(<redacted>)")
+    }
+}
+
+impl Serialize for SecretKey {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str("<redacted>")
     }
 }
 
@@ -599,6 +688,41 @@ mod tests {
         assert_eq!(Settings::from_toml(&shown).unwrap(), effective);
         let bad = Settings::from_toml("pre-upload = \"\"\n").unwrap_err();
         assert!(bad.contains("line 1") && bad.contains("hook"), "{bad}");
+    }
+
+    #[test]
+    fn s3_keys_load_merge_and_never_show_the_secret_issue_13() {
+        let file = Settings::from_toml(
+            "storage = \"s3://bucket/ftp\"\n\
+             s3-endpoint = \"http://127.0.0.1:8333\"\n\
+             s3-access-key-id = \"AKID\"\n\
+             s3-secret-access-key = \"very-secret\"\n",
+        )
+        .unwrap();
+        let flags = Settings {
+            s3_region: Some("eu-west-1".into()),
+            ..Settings::default()
+        };
+        let merged = flags.over(file);
+        assert_eq!(
+            merged.s3_secret_access_key,
+            Some(SecretKey("very-secret".into()))
+        );
+        let effective = merged.effective();
+        assert_eq!(effective.s3_region.as_deref(), Some("eu-west-1"));
+        assert_eq!(
+            effective.s3_path_style,
+            Some(true),
+            "an endpoint means path style"
+        );
+        assert_eq!(effective.s3_timeout, Some(defaults::S3_TIMEOUT));
+        assert_eq!(effective.root, None, "--storage names what is served");
+        let shown = effective.to_toml();
+        assert!(shown.contains("s3-access-key-id = \"AKID\""), "{shown}");
+        assert!(!shown.contains("very-secret"), "{shown}");
+        assert!(!format!("{effective:?}").contains("very-secret"));
+        let local = Settings::default().effective().to_toml();
+        assert!(!local.contains("s3-"), "{local}");
     }
 
     #[test]

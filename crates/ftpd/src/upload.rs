@@ -1,13 +1,14 @@
 //! Upload: where the bytes of STOR, APPE and STOU go, and how a finished upload becomes
 //! visible. A plain STOR writes a temporary file that replaces the target only once every
-//! byte has arrived, so no partial file ever replaces a good one or becomes visible.
+//! byte has arrived (on object storage, a multipart upload completed only then), so no
+//! partial file ever replaces a good one or becomes visible.
 
 use std::ffi::OsString;
-use std::fs::File;
-use std::io::{self, ErrorKind, Write};
+use std::io::{self, ErrorKind};
 
-use crate::jail::{Jail, NotRegularFile};
+use crate::jail::NotRegularFile;
 use crate::path::VirtualPath;
+use crate::storage::{Sink, Storage};
 
 /// How STOR, APPE and STOU write.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -35,7 +36,7 @@ impl StoreMode {
 #[derive(Debug)]
 pub struct Upload {
     /// Where the bytes are written.
-    pub file: File,
+    pub sink: Sink,
     /// The temporary file to rename over the target, for a plain STOR.
     temporary: Option<VirtualPath>,
     /// The name the upload ends up with.
@@ -47,20 +48,20 @@ pub struct Upload {
 impl Upload {
     /// Opens the file an upload writes to; `offset` is a REST offset for STOR.
     pub fn open(
-        jail: &Jail,
+        storage: &Storage,
         target: &VirtualPath,
         mode: StoreMode,
         offset: u64,
     ) -> io::Result<Upload> {
-        let in_place = |file| Upload {
-            file,
+        let in_place = |sink| Upload {
+            sink,
             temporary: None,
             final_path: target.clone(),
             remove_on_failure: false,
         };
         match mode {
             StoreMode::Replace if offset == 0 => {
-                if let Ok(metadata) = jail.metadata(target) {
+                if let Ok(metadata) = storage.stat(target) {
                     if metadata.is_dir() {
                         return Err(io::Error::new(ErrorKind::IsADirectory, "is a directory"));
                     }
@@ -68,26 +69,26 @@ impl Upload {
                         return Err(io::Error::new(ErrorKind::InvalidInput, NotRegularFile));
                     }
                 }
-                let (temporary, file) = jail.create_upload(&target.parent())?;
+                let (temporary, sink) = storage.create_upload(target)?;
                 Ok(Upload {
-                    file,
-                    temporary: Some(temporary),
+                    sink,
+                    temporary,
                     final_path: target.clone(),
                     remove_on_failure: false,
                 })
             }
             // Resuming: write into the existing file at the offset, as clients expect.
-            StoreMode::Replace => Ok(in_place(jail.open_write_at(target, offset)?)),
-            StoreMode::Append => Ok(in_place(jail.open_append(target)?)),
+            StoreMode::Replace => Ok(in_place(storage.open_write_at(target, offset)?)),
+            StoreMode::Append => Ok(in_place(storage.open_append(target)?)),
             StoreMode::Unique => {
                 let directory = target;
                 for serial in 0..1000u32 {
                     let name = OsString::from(format!("ftpd.{}.{serial}", std::process::id()));
                     let path = directory.child(&name);
-                    match jail.create_new(&path) {
-                        Ok(file) => {
+                    match storage.create_new(&path) {
+                        Ok(sink) => {
                             return Ok(Upload {
-                                file,
+                                sink,
                                 temporary: None,
                                 final_path: path,
                                 remove_on_failure: true,
@@ -105,24 +106,28 @@ impl Upload {
         }
     }
 
-    /// Makes a complete upload visible: the temporary file replaces the target atomically.
-    pub fn commit(&mut self, jail: &Jail) -> io::Result<()> {
-        self.file.flush()?;
+    /// Makes a complete upload visible: the temporary file replaces the target atomically
+    /// (or the object storage completes the upload).
+    pub fn commit(self, storage: &Storage) -> io::Result<()> {
+        let finished = self.sink.finish();
         if let Some(temporary) = &self.temporary {
-            if let Err(error) = jail.rename(temporary, &self.final_path) {
-                let _ = jail.remove_file(temporary);
+            if let Err(error) = finished.and_then(|()| storage.rename(temporary, &self.final_path))
+            {
+                let _ = storage.remove_file(temporary);
                 return Err(error);
             }
+            return Ok(());
         }
-        Ok(())
+        finished
     }
 
     /// Drops a failed upload, leaving the old file as it was.
-    pub fn discard(self, jail: &Jail) {
+    pub fn discard(self, storage: &Storage) {
+        let written_in_place = self.sink.abort();
         if let Some(temporary) = &self.temporary {
-            let _ = jail.remove_file(temporary);
-        } else if self.remove_on_failure {
-            let _ = jail.remove_file(&self.final_path);
+            let _ = storage.remove_file(temporary);
+        } else if self.remove_on_failure && written_in_place {
+            let _ = storage.remove_file(&self.final_path);
         }
     }
 }

@@ -5,7 +5,6 @@
 //! queued and end.
 
 use std::collections::VecDeque;
-use std::fs::File;
 use std::io::{self, Read};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Instant;
@@ -15,6 +14,7 @@ use sha2::{Digest, Sha256};
 use super::hook::{self, HookChildren, Verdict};
 use super::{Event, EventKind, EventSettings};
 use crate::metrics::Metrics;
+use crate::storage::Reader;
 
 /// Stack for event workers: they hash files and run hooks, nothing deep.
 const WORKER_STACK_SIZE: usize = 256 * 1024;
@@ -22,7 +22,7 @@ const WORKER_STACK_SIZE: usize = 256 * 1024;
 /// One queued event, with the committed file to hash for an upload.
 struct Job {
     event: Event,
-    content: Option<File>,
+    content: Option<Reader>,
 }
 
 #[derive(Default)]
@@ -130,7 +130,7 @@ impl Events {
     /// Queues an upload event; the worker hashes `committed`, the uploaded file opened for
     /// reading right after the rename, so a later rename, delete or replacement of the name
     /// cannot change what is hashed.
-    pub fn upload(&self, event: Event, committed: io::Result<File>) {
+    pub fn upload(&self, event: Event, committed: io::Result<Reader>) {
         let content = match committed {
             Ok(file) => Some(file),
             Err(error) => {
@@ -263,7 +263,7 @@ impl Worker {
 }
 
 /// The size and SHA-256 of a committed upload, read from its start.
-fn digest(mut file: File) -> io::Result<(u64, String)> {
+fn digest(mut file: Reader) -> io::Result<(u64, String)> {
     let mut hasher = Sha256::new();
     let mut buffer = vec![0u8; 64 * 1024];
     let mut size = 0u64;

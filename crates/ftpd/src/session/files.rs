@@ -1,6 +1,6 @@
 //! Files: the commands that name paths without a data connection (CWD, MKD, RMD, DELE,
 //! RNFR/RNTO, SIZE, MDTM, MFMT, MLST, `STAT path`). Each resolves its argument against the
-//! working directory and asks the session's jail; errors become replies through `fs_error`.
+//! working directory and asks the session's storage; errors become replies through `fs_error`.
 
 use std::io::{BufWriter, Write};
 
@@ -11,7 +11,7 @@ use super::{Flow, Replied, Session};
 use crate::command::TransferType;
 use crate::control::Control;
 use crate::events::EventKind;
-use crate::listing::{self, Entry};
+use crate::listing;
 use crate::path::VirtualPath;
 use crate::reply::{fs_error, quote_path, Code, MultiLineWriter, Reply};
 use crate::transfer;
@@ -31,9 +31,9 @@ impl Session {
     /// CWD and CDUP: only into a directory this server can list and enter, so a listing
     /// there cannot fail after its `150`.
     pub(super) fn change_dir(&mut self, target: VirtualPath) -> Replied<Reply> {
-        let jail = self.jail();
-        let metadata = jail
-            .metadata(&target)
+        let storage = self.storage();
+        let metadata = storage
+            .stat(&target)
             .map_err(|error| fs_error(&error, &target))?;
         if !metadata.is_dir() {
             return Err(Reply::new(
@@ -41,7 +41,8 @@ impl Session {
                 format!("{}: not a directory", target.display()),
             ));
         }
-        jail.open_directory(&target)
+        storage
+            .open_directory(&target)
             .map_err(|error| fs_error(&error, &target))?;
         self.cwd = target;
         Ok(Reply::new(
@@ -51,8 +52,9 @@ impl Session {
     }
 
     pub(super) fn make_dir(&self, argument: &[u8]) -> Replied<Reply> {
-        let (jail, target) = self.permitted(Permission::Mkdir, argument)?;
-        jail.create_dir(&target)
+        let (storage, target) = self.permitted(Permission::Mkdir, argument)?;
+        storage
+            .create_dir(&target)
             .map_err(|error| fs_error(&error, &target))?;
         Ok(Reply::new(
             Code::PathCreated,
@@ -61,14 +63,15 @@ impl Session {
     }
 
     pub(super) fn remove_dir(&self, argument: &[u8]) -> Replied<Reply> {
-        let (jail, target) = self.permitted(Permission::Rmdir, argument)?;
+        let (storage, target) = self.permitted(Permission::Rmdir, argument)?;
         if target.is_root() {
             return Err(Reply::new(
                 Code::FileUnavailable,
                 "cannot remove the root directory",
             ));
         }
-        jail.remove_dir(&target)
+        storage
+            .remove_dir(&target)
             .map_err(|error| fs_error(&error, &target))?;
         Ok(Reply::new(
             Code::FileActionOk,
@@ -77,9 +80,9 @@ impl Session {
     }
 
     pub(super) fn delete(&self, argument: &[u8]) -> Replied<Reply> {
-        let (jail, target) = self.permitted(Permission::Delete, argument)?;
-        let metadata = jail
-            .symlink_metadata(&target)
+        let (storage, target) = self.permitted(Permission::Delete, argument)?;
+        let metadata = storage
+            .stat_link(&target)
             .map_err(|error| fs_error(&error, &target))?;
         if metadata.is_dir() {
             return Err(Reply::new(
@@ -87,10 +90,11 @@ impl Session {
                 format!("{}: is a directory, use RMD", target.display()),
             ));
         }
-        jail.remove_file(&target)
+        storage
+            .remove_file(&target)
             .map_err(|error| fs_error(&error, &target))?;
         if metadata.is_file() {
-            self.stored_file_gone(metadata.len());
+            self.stored_file_gone(metadata.size());
         }
         if let Some(event) = self.event(EventKind::Delete, &target) {
             self.context.events.emit(event);
@@ -103,8 +107,9 @@ impl Session {
 
     /// RNFR: remembers the source for the very next command, which must be RNTO.
     pub(super) fn rename_from(&mut self, argument: &[u8]) -> Replied<Reply> {
-        let (jail, source) = self.permitted(Permission::Rename, argument)?;
-        jail.symlink_metadata(&source)
+        let (storage, source) = self.permitted(Permission::Rename, argument)?;
+        storage
+            .stat_link(&source)
             .map_err(|error| fs_error(&error, &source))?;
         self.rename_from = Some(source);
         Ok(Reply::new(Code::PendingFurtherInfo, "ready for RNTO"))
@@ -115,15 +120,16 @@ impl Session {
         let Some(source) = source else {
             return Err(Reply::new(Code::BadSequence, "RNFR first"));
         };
-        let (jail, target) = self.permitted(Permission::Rename, argument)?;
-        let replaced = jail
-            .symlink_metadata(&target)
+        let (storage, target) = self.permitted(Permission::Rename, argument)?;
+        let replaced = storage
+            .stat_link(&target)
             .ok()
-            .filter(|metadata| metadata.is_file() && source != target);
-        jail.rename(&source, &target)
+            .filter(|facts| facts.is_file() && source != target);
+        storage
+            .rename(&source, &target)
             .map_err(|error| fs_error(&error, &target))?;
         if let Some(replaced) = replaced {
-            self.stored_file_gone(replaced.len());
+            self.stored_file_gone(replaced.size());
         }
         if let Some(mut event) = self.event(EventKind::Rename, &target) {
             event.from = Some(source.display());
@@ -138,9 +144,9 @@ impl Session {
     /// SIZE: from metadata for TYPE I, so nothing is opened; TYPE A reads a regular file
     /// to count the line ends it will gain.
     pub(super) fn size(&self, argument: &[u8]) -> Replied<Reply> {
-        let (jail, target) = self.permitted(Permission::List, argument)?;
-        let metadata = jail
-            .metadata(&target)
+        let (storage, target) = self.permitted(Permission::List, argument)?;
+        let metadata = storage
+            .stat(&target)
             .map_err(|error| fs_error(&error, &target))?;
         if metadata.is_dir() {
             return Err(Reply::new(
@@ -149,9 +155,9 @@ impl Session {
             ));
         }
         let size = match self.transfer_type {
-            TransferType::Image if metadata.is_file() => metadata.len(),
+            TransferType::Image if metadata.is_file() => metadata.size(),
             _ => {
-                let (mut file, length) = jail
+                let (mut file, length) = storage
                     .open_read_at(&target, 0)
                     .map_err(|error| fs_error(&error, &target))?;
                 if self.transfer_type == TransferType::Image {
@@ -165,11 +171,11 @@ impl Session {
     }
 
     pub(super) fn modification_time(&self, argument: &[u8]) -> Replied<Reply> {
-        let (jail, target) = self.permitted(Permission::List, argument)?;
-        let metadata = jail
-            .metadata(&target)
+        let (storage, target) = self.permitted(Permission::List, argument)?;
+        let metadata = storage
+            .stat(&target)
             .map_err(|error| fs_error(&error, &target))?;
-        let entry = Entry::from_metadata(&metadata);
+        let entry = metadata.entry;
         Ok(Reply::new(
             Code::FileStatus,
             entry.modified.format("%Y%m%d%H%M%S").to_string(),
@@ -181,9 +187,10 @@ impl Session {
         time: NaiveDateTime,
         argument: &[u8],
     ) -> Replied<Reply> {
-        let (jail, target) = self.permitted(Permission::Overwrite, argument)?;
+        let (storage, target) = self.permitted(Permission::Overwrite, argument)?;
         let when = Utc.from_utc_datetime(&time);
-        jail.set_modified(&target, when.into())
+        storage
+            .set_modified(&target, when.into())
             .map_err(|error| fs_error(&error, &target))?;
         Ok(Reply::new(
             Code::FileStatus,
@@ -196,15 +203,15 @@ impl Session {
     }
 
     pub(super) fn mlst(&self, argument: Option<&[u8]>) -> Replied<Reply> {
-        let (jail, target) = self.permitted(Permission::List, argument.unwrap_or(b"."))?;
-        let metadata = jail
-            .metadata(&target)
+        let (storage, target) = self.permitted(Permission::List, argument.unwrap_or(b"."))?;
+        let metadata = storage
+            .stat(&target)
             .map_err(|error| fs_error(&error, &target))?;
         let mut line = b" ".to_vec();
         listing::write_facts(
             &mut line,
             target.display().as_ref(),
-            &Entry::from_metadata(&metadata),
+            &metadata.entry,
             self.can_write(),
         );
         Ok(Reply::multi(
@@ -229,13 +236,13 @@ impl Session {
     /// line by line, every write under the control connection's deadline.
     pub(super) fn stat_path(&self, argument: &[u8]) -> Replied<Flow> {
         self.check(Permission::List)?;
-        let jail = self.jail();
-        let selection = listings::select(&jail, &self.cwd, argument, true)?;
+        let storage = self.storage();
+        let selection = listings::select(&storage, &self.cwd, argument, true)?;
         let target = self.cwd.resolve(argument);
         let sink = BufWriter::with_capacity(64 * 1024, ControlSink(&self.control));
         let first = format!("Status of {}:", target.display());
         let sent = MultiLineWriter::start(sink, Code::FileStatus, &first).and_then(|mut reply| {
-            let listed = selection.write(&jail, ListingStyle::Long, false, &mut |line| {
+            let listed = selection.write(&storage, ListingStyle::Long, false, &mut |line| {
                 reply.line(line)
             });
             reply.finish(match listed {

@@ -1,7 +1,9 @@
 //! Listings: what LIST, NLST, MLSD and `STAT path` show. The names are chosen before the
 //! client is told `150` (so a missing or unreadable directory, or a glob that matches
 //! nothing, is a `550` first), sorted by name in byte order as `ls` and vsftpd do, then
-//! written entry by entry with one metadata lookup each (none for NLST).
+//! written entry by entry with one metadata lookup each (none for NLST). A directory that
+//! streams (object storage) is instead written page by page in the storage's own order as
+//! the pages arrive, so a prefix of 100,000 objects is never held whole.
 
 use std::ffi::{OsStr, OsString};
 use std::io;
@@ -11,10 +13,10 @@ use std::os::unix::ffi::OsStrExt;
 use chrono::Utc;
 
 use crate::glob::{self, Pattern};
-use crate::jail::{self, Directory, Jail};
 use crate::listing::{self, Entry};
 use crate::path::VirtualPath;
 use crate::reply::{fs_error, Code, Reply};
+use crate::storage::{Directory, Storage};
 
 /// Most entries a listing reads (and holds, to sort them); the rest are left out.
 pub const MAX_LISTED: usize = 1_000_000;
@@ -85,23 +87,37 @@ pub enum Selection {
         names: NameList,
         prefix: Vec<u8>,
     },
+    /// Entries of a directory that streams, read as they are written; `pattern` keeps a
+    /// glob's matches only.
+    Streamed {
+        directory: Directory,
+        pattern: Option<Pattern>,
+        prefix: Vec<u8>,
+    },
 }
 
 /// Chooses what `argument` lists from `cwd`: a directory's entries, one file, or (when the
 /// path does not exist literally and `globbing` is on) the entries its last component
 /// matches. A name that exists literally always wins over the pattern.
 pub fn select(
-    jail: &Jail,
+    storage: &Storage,
     cwd: &VirtualPath,
     argument: &[u8],
     globbing: bool,
 ) -> Result<Selection, Reply> {
     let target = cwd.resolve(argument);
-    match jail.metadata(&target) {
+    match storage.stat(&target) {
         Ok(metadata) if metadata.is_dir() => {
-            let directory = jail
+            let directory = storage
                 .open_directory(&target)
                 .map_err(|error| fs_error(&error, &target))?;
+            if directory.streams() {
+                return Ok(Selection::Streamed {
+                    directory,
+                    pattern: None,
+                    prefix: Vec::new(),
+                });
+            }
             let names = collect(&directory, MAX_LISTED, MAX_LISTED, |_| true)
                 .map_err(|error| fs_error(&error, &target))?;
             Ok(Selection::Entries {
@@ -115,7 +131,7 @@ pub fn select(
                 .file_name()
                 .map(ToOwned::to_owned)
                 .unwrap_or_default(),
-            entry: Entry::from_metadata(&metadata),
+            entry: metadata.entry,
         }),
         Err(error) => {
             let last = last_component(argument);
@@ -125,20 +141,39 @@ pub fn select(
             let pattern = Pattern::compile(last)
                 .map_err(|error| Reply::new(Code::BadArguments, error.to_string()))?;
             let parent = target.parent();
-            let directory = jail
+            let directory = storage
                 .open_directory(&parent)
                 .map_err(|error| fs_error(&error, &parent))?;
+            let prefix = argument[..argument.len() - last.len()].to_vec();
+            if directory.streams() {
+                // Read until the first match, so that none is a 550 before the 150.
+                let mut matched = false;
+                directory
+                    .for_each_name(&mut |name| {
+                        matched = pattern.matches(name.as_bytes());
+                        if matched {
+                            ControlFlow::Break(())
+                        } else {
+                            ControlFlow::Continue(())
+                        }
+                    })
+                    .map_err(|error| fs_error(&error, &parent))?;
+                if !matched {
+                    return Err(no_match(&target));
+                }
+                return Ok(Selection::Streamed {
+                    directory,
+                    pattern: Some(pattern),
+                    prefix,
+                });
+            }
             let names = collect(&directory, MAX_GLOB_SCANNED, MAX_GLOB_MATCHES, |name| {
                 pattern.matches(name.as_bytes())
             })
             .map_err(|error| fs_error(&error, &parent))?;
             if names.len() == 0 {
-                return Err(Reply::new(
-                    Code::FileUnavailable,
-                    format!("{}: no file matches", target.display()),
-                ));
+                return Err(no_match(&target));
             }
-            let prefix = argument[..argument.len() - last.len()].to_vec();
             Ok(Selection::Entries {
                 directory,
                 names,
@@ -146,6 +181,13 @@ pub fn select(
             })
         }
     }
+}
+
+fn no_match(target: &VirtualPath) -> Reply {
+    Reply::new(
+        Code::FileUnavailable,
+        format!("{}: no file matches", target.display()),
+    )
 }
 
 /// The last `/`-separated component of an argument as the client wrote it.
@@ -172,7 +214,7 @@ fn collect(
         if seen > scanned || names.len() >= kept {
             return ControlFlow::Break(());
         }
-        if listing::is_listable(name) && !jail::is_upload_temporary(name) && keep(name) {
+        if listing::is_listable(name) && keep(name) {
             names.push(name.as_bytes());
         }
         ControlFlow::Continue(())
@@ -192,7 +234,7 @@ impl Selection {
     /// included, as on the wire). An entry that vanished since it was chosen is skipped.
     pub fn write(
         &self,
-        jail: &Jail,
+        storage: &Storage,
         style: ListingStyle,
         writable: bool,
         emit: &mut dyn FnMut(&[u8]) -> io::Result<()>,
@@ -225,14 +267,44 @@ impl Selection {
                         line.extend_from_slice(prefix);
                         line.extend_from_slice(name.as_bytes());
                     } else {
-                        let Ok(metadata) = directory.entry_metadata(jail, name) else {
+                        let Ok(entry) = directory.entry(storage, name) else {
                             continue;
                         };
-                        format(&mut line, name, &Entry::from_metadata(&metadata));
+                        format(&mut line, name, &entry);
                     }
                     emit(&line)?;
                     sent += line.len() as u64 + 2;
                 }
+            }
+            Selection::Streamed {
+                directory,
+                pattern,
+                prefix,
+            } => {
+                let mut listed = 0usize;
+                directory.for_each_entry(storage, &mut |name, entry| {
+                    let keep = pattern
+                        .as_ref()
+                        .is_none_or(|pattern| pattern.matches(name.as_bytes()));
+                    if !keep || !listing::is_listable(name) {
+                        return Ok(ControlFlow::Continue(()));
+                    }
+                    if style == ListingStyle::Names {
+                        line.clear();
+                        line.extend_from_slice(prefix);
+                        line.extend_from_slice(name.as_bytes());
+                    } else {
+                        format(&mut line, name, entry);
+                    }
+                    emit(&line)?;
+                    sent += line.len() as u64 + 2;
+                    listed += 1;
+                    Ok(if listed >= MAX_LISTED {
+                        ControlFlow::Break(())
+                    } else {
+                        ControlFlow::Continue(())
+                    })
+                })?;
             }
         }
         Ok(sent)

@@ -20,12 +20,12 @@ use crate::control::{read_line, Control, ControlReader, LineRead, PartialLine, M
 use crate::data::{self, DataPlan};
 use crate::defender::{Defender, Offence};
 use crate::events::{Event, EventKind, Events};
-use crate::jail::Jail;
 use crate::metrics::Metrics;
 use crate::path::VirtualPath;
 use crate::proxy::Origin;
 use crate::registry::{shutting_down_reply, Registry};
 use crate::reply::{Code, Reply};
+use crate::storage::Storage;
 use crate::tls::SharedTls;
 use crate::upload::StoreMode;
 use crate::users::{Identity, Permission, VerificationGate};
@@ -98,7 +98,7 @@ enum Login {
     },
     LoggedIn {
         identity: Identity,
-        jail: Arc<Jail>,
+        storage: Arc<Storage>,
         /// This session's place in its user's `max-sessions` count.
         _slot: SessionSlot,
     },
@@ -599,16 +599,16 @@ impl Session {
         let banned = context
             .defender
             .finish_attempt(defence, attempt, identity.is_some());
-        let jail = identity.as_ref().map(|identity| {
+        let storage = identity.as_ref().map(|identity| {
             let home = VirtualPath::root().resolve(identity.home().as_bytes());
             if home.is_root() {
-                Ok(Arc::clone(&context.config.jail))
+                Ok(Arc::clone(&context.config.storage))
             } else {
-                context.config.jail.subdirectory(&home).map(Arc::new)
+                context.config.storage.subdirectory(&home).map(Arc::new)
             }
         });
-        match (identity, jail) {
-            (Some(identity), Some(Ok(jail))) => {
+        match (identity, storage) {
+            (Some(identity), Some(Ok(storage))) => {
                 let policy = &identity.policy;
                 let Some(slot) = context
                     .accounts
@@ -630,7 +630,7 @@ impl Session {
                     let counted = context
                         .accounts
                         .quotas
-                        .usage(&identity.name, || jail.usage());
+                        .usage(&identity.name, || storage.usage());
                     if let Err(error) = counted {
                         log::warn!(
                             "{}: cannot count what {} stores ({error}); their quota starts \
@@ -653,7 +653,7 @@ impl Session {
                 };
                 self.login = Login::LoggedIn {
                     identity,
-                    jail,
+                    storage,
                     _slot: slot,
                 };
                 self.cwd = VirtualPath::root();
@@ -715,11 +715,11 @@ impl Session {
         }
     }
 
-    fn jail(&self) -> Arc<Jail> {
+    fn storage(&self) -> Arc<Storage> {
         match &self.login {
-            Login::LoggedIn { jail, .. } => Arc::clone(jail),
+            Login::LoggedIn { storage, .. } => Arc::clone(storage),
             // dispatch() refuses file commands before login.
-            _ => Arc::clone(&self.context.config.jail),
+            _ => Arc::clone(&self.context.config.storage),
         }
     }
 
@@ -758,16 +758,16 @@ impl Session {
         Err(Reply::new(Code::FileUnavailable, text))
     }
 
-    fn readable(&self, argument: &[u8]) -> (Arc<Jail>, VirtualPath) {
-        (self.jail(), self.cwd.resolve(argument))
+    fn readable(&self, argument: &[u8]) -> (Arc<Storage>, VirtualPath) {
+        (self.storage(), self.cwd.resolve(argument))
     }
 
-    /// The jail and path for an action that `permission` allows.
+    /// The storage and path for an action that `permission` allows.
     fn permitted(
         &self,
         permission: Permission,
         argument: &[u8],
-    ) -> Replied<(Arc<Jail>, VirtualPath)> {
+    ) -> Replied<(Arc<Storage>, VirtualPath)> {
         self.check(permission)?;
         Ok(self.readable(argument))
     }

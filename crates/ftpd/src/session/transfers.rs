@@ -21,6 +21,7 @@ use crate::events::EventKind;
 use crate::metrics::Direction;
 use crate::registry::shutting_down_reply;
 use crate::reply::{fs_error, Code, Reply};
+use crate::storage;
 use crate::tls::DataTlsError;
 use crate::transfer;
 use crate::upload::{StoreMode, Upload};
@@ -62,8 +63,22 @@ impl TransferEnd {
     fn from_network(result: io::Result<u64>, done: &str) -> (TransferEnd, u64) {
         match result {
             Ok(bytes) => (TransferEnd::Complete(done.to_owned()), bytes),
-            Err(error) => (TransferEnd::Broken(error.to_string()), 0),
+            Err(error) => (
+                Self::storage_failure(&error)
+                    .unwrap_or_else(|| TransferEnd::Broken(error.to_string())),
+                0,
+            ),
         }
+    }
+
+    /// A failure of the object storage under a transfer is ours, not the network's: 451.
+    fn storage_failure(error: &io::Error) -> Option<TransferEnd> {
+        storage::backend_failure(error).map(|failure| {
+            TransferEnd::Local(Reply::new(
+                Code::LocalError,
+                format!("object storage failed: {failure}; transfer aborted"),
+            ))
+        })
     }
 
     fn from_upload_error(error: &io::Error) -> TransferEnd {
@@ -80,7 +95,8 @@ impl TransferEnd {
                 Code::ExceededStorage,
                 format!("{error}; upload discarded"),
             )),
-            _ => TransferEnd::Broken(error.to_string()),
+            _ => Self::storage_failure(error)
+                .unwrap_or_else(|| TransferEnd::Broken(error.to_string())),
         }
     }
 
@@ -300,10 +316,10 @@ impl Session {
         style: ListingStyle,
     ) -> Replied<Flow> {
         self.check(Permission::List)?;
-        let jail = self.jail();
+        let storage = self.storage();
         let argument = argument.unwrap_or(b"");
         let globbing = style != ListingStyle::Facts;
-        let selection = listings::select(&jail, &self.cwd, argument, globbing)?;
+        let selection = listings::select(&storage, &self.cwd, argument, globbing)?;
         let target = self.cwd.resolve(argument);
         if style == ListingStyle::Facts && matches!(selection, listings::Selection::Single { .. }) {
             return Err(Reply::new(
@@ -330,7 +346,7 @@ impl Session {
                 out.write_all(b"\r\n")
             };
             let result = selection
-                .write(&jail, style, writable, &mut write_line)
+                .write(&storage, style, writable, &mut write_line)
                 .and_then(|sent| out.flush().map(|()| sent));
             TransferEnd::from_network(result, "Directory send OK")
         });
@@ -339,8 +355,8 @@ impl Session {
 
     pub(super) fn retrieve(&mut self, argument: &[u8]) -> Replied<Flow> {
         let offset = self.restart_at.take().unwrap_or(0);
-        let (jail, target) = self.permitted(Permission::Download, argument)?;
-        let (mut file, length) = jail
+        let (storage, target) = self.permitted(Permission::Download, argument)?;
+        let (mut reader, length) = storage
             .open_read_at(&target, offset)
             .map_err(|error| fs_error(&error, &target))?;
         let data = self.open_data()?;
@@ -363,17 +379,18 @@ impl Session {
             let sent = match (kind, data) {
                 // A capped user's bytes go through the meter, in small chunks.
                 (TransferType::Image, data) if !meter.is_free() => {
-                    transfer::copy_exact(&mut Metered::new(&mut file, &mut meter), data)
+                    transfer::copy_exact(&mut Metered::new(&mut reader, &mut meter), data)
                 }
                 (TransferType::Ascii, data) if !meter.is_free() => {
-                    transfer::copy_to_crlf(&mut Metered::new(&mut file, &mut meter), data)
+                    transfer::copy_to_crlf(&mut Metered::new(&mut reader, &mut meter), data)
                 }
                 // File to socket in the clear: sendfile, no copy through user space.
-                (TransferType::Image, DataStream::Plain(socket)) => {
-                    transfer::send_file(&mut file, socket, stall)
-                }
-                (TransferType::Image, data) => io::copy(&mut file, data),
-                (TransferType::Ascii, data) => transfer::copy_to_crlf(&mut file, data),
+                (TransferType::Image, DataStream::Plain(socket)) => match reader.as_file() {
+                    Some(file) => transfer::send_file(file, socket, stall),
+                    None => transfer::copy_exact(&mut reader, &mut &*socket),
+                },
+                (TransferType::Image, data) => io::copy(&mut reader, data),
+                (TransferType::Ascii, data) => transfer::copy_to_crlf(&mut reader, data),
             };
             TransferEnd::from_network(sent, "Transfer complete")
         });
@@ -383,7 +400,7 @@ impl Session {
     pub(super) fn store(&mut self, argument: &[u8], mode: StoreMode) -> Replied<Flow> {
         let offset = self.restart_at.take().unwrap_or(0);
         self.check(Permission::Upload)?;
-        let jail = self.jail();
+        let storage = self.storage();
         let target = match mode {
             StoreMode::Unique => self.cwd.clone(),
             _ => self.cwd.resolve(argument),
@@ -398,7 +415,10 @@ impl Session {
         // exists needs `overwrite`; a new name needs only `upload`.
         let existing = match mode {
             StoreMode::Unique => None,
-            _ => jail.symlink_metadata(&target).ok().filter(|m| m.is_file()),
+            _ => storage
+                .stat_link(&target)
+                .ok()
+                .filter(|facts| facts.is_file()),
         };
         if mode == StoreMode::Append || offset > 0 {
             self.check(Permission::Append)?;
@@ -408,7 +428,7 @@ impl Session {
         // What the upload frees when it lands: all of a replaced file, the tail after a
         // REST offset, nothing for an append or a new file.
         let replaces = existing.as_ref().map_or(0, |old| match mode {
-            StoreMode::Replace => old.len().saturating_sub(offset),
+            StoreMode::Replace => old.size().saturating_sub(offset),
             _ => 0,
         });
         let mut meter = self.meter(Way::Upload);
@@ -421,12 +441,12 @@ impl Session {
                 .allow_upload(&event)
                 .map_err(|text| Reply::new(Code::NameNotAllowed, text))?;
         }
-        let upload = Upload::open(&jail, &target, mode, offset)
+        let upload = Upload::open(&storage, &target, mode, offset)
             .map_err(|error| fs_error(&error, &target))?;
         let data = match self.open_data() {
             Ok(data) => data,
             Err(reply) => {
-                upload.discard(&jail);
+                upload.discard(&storage);
                 return Err(reply);
             }
         };
@@ -442,7 +462,7 @@ impl Session {
             _ => format!("Ok to send data for {shown}"),
         };
         if let Err(reply) = self.send_or_fail(Reply::new(Code::OpeningData, opening)) {
-            upload.discard(&jail);
+            upload.discard(&storage);
             return Err(reply);
         }
         let kind = self.transfer_type;
@@ -456,17 +476,18 @@ impl Session {
             let received = match (kind, data) {
                 // A user with a quota or a cap: every chunk is claimed (and paced) first.
                 (TransferType::Image, data) if !meter.is_free() => {
-                    transfer::copy_exact(data, &mut Metered::new(&mut upload.file, &mut meter))
+                    transfer::copy_exact(data, &mut Metered::new(&mut upload.sink, &mut meter))
                 }
                 (TransferType::Ascii, data) if !meter.is_free() => {
-                    transfer::copy_from_crlf(data, &mut Metered::new(&mut upload.file, &mut meter))
+                    transfer::copy_from_crlf(data, &mut Metered::new(&mut upload.sink, &mut meter))
                 }
                 // Socket to file in the clear: splice, one copy instead of two.
-                (TransferType::Image, DataStream::Plain(socket)) => {
-                    transfer::receive_file(socket, &mut upload.file, stall)
-                }
-                (TransferType::Image, data) => transfer::copy_exact(data, &mut upload.file),
-                (TransferType::Ascii, data) => transfer::copy_from_crlf(data, &mut upload.file),
+                (TransferType::Image, DataStream::Plain(socket)) => match upload.sink.as_file() {
+                    Some(file) => transfer::receive_file(socket, file, stall),
+                    None => transfer::copy_exact(&mut &*socket, &mut upload.sink),
+                },
+                (TransferType::Image, data) => transfer::copy_exact(data, &mut upload.sink),
+                (TransferType::Ascii, data) => transfer::copy_from_crlf(data, &mut upload.sink),
             };
             let received = received.and_then(|count| {
                 // An EOF on the data connection also happens when the client dies or ABOR
@@ -483,26 +504,29 @@ impl Session {
                 Ok(count)
             });
             match received {
-                Ok(count) => match upload.commit(&jail) {
-                    Ok(()) => {
-                        meter.commit();
-                        // Committed. Here only an open and a push; the worker hashes.
-                        if let Some(mut event) = event {
-                            event.size = Some(count);
-                            let committed = jail
-                                .open_read_at(&upload.final_path, 0)
-                                .map(|(file, _)| file);
-                            context.events.upload(event, committed);
+                Ok(count) => {
+                    let final_path = upload.final_path.clone();
+                    match upload.commit(&storage) {
+                        Ok(()) => {
+                            meter.commit();
+                            // Committed. Here only an open and a push; the worker hashes.
+                            if let Some(mut event) = event {
+                                event.size = Some(count);
+                                let committed = storage
+                                    .open_read_at(&final_path, 0)
+                                    .map(|(reader, _)| reader);
+                                context.events.upload(event, committed);
+                            }
+                            (
+                                TransferEnd::Complete(format!("Transfer complete: {shown}")),
+                                count,
+                            )
                         }
-                        (
-                            TransferEnd::Complete(format!("Transfer complete: {shown}")),
-                            count,
-                        )
+                        Err(error) => (TransferEnd::Local(fs_error(&error, &final_path)), 0),
                     }
-                    Err(error) => (TransferEnd::Local(fs_error(&error, &upload.final_path)), 0),
-                },
+                }
                 Err(error) => {
-                    upload.discard(&jail);
+                    upload.discard(&storage);
                     (TransferEnd::from_upload_error(&error), 0)
                 }
             }
