@@ -116,8 +116,10 @@ impl Control {
         let _ = self.socket.shutdown(Shutdown::Both);
     }
 
-    /// True when the client has closed its end (a read would see EOF now).
-    pub fn peer_has_closed(&self) -> bool {
+    /// True when the client closes its end (a read would see EOF) within `grace`; a client
+    /// that sends a command meanwhile, or stays quiet, has not.
+    pub fn peer_closes_within(&self, grace: Duration) -> bool {
+        let _ = deadline::wait_for(&self.socket, deadline::Readiness::Readable, grace);
         deadline::peer_has_closed(&self.socket)
     }
 }

@@ -8,7 +8,7 @@ use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::listings::{self, ListingStyle};
 use super::{Context, Flow, Replied, Session, THREAD_STACK_SIZE};
@@ -27,6 +27,12 @@ use crate::transfer;
 use crate::upload::{StoreMode, Upload};
 use crate::users::Permission;
 use crate::xferlog::{Outcome, TransferRecord};
+
+/// How long an upload's end waits to see whether the control connection closes too. A
+/// killed client's two connections close in no order the kernel promises (their descriptors
+/// are released from deferred work), so the data EOF can come a moment before the control
+/// one; a client that finished its upload keeps the control connection open for the `226`.
+const CLIENT_EXIT_GRACE: Duration = Duration::from_millis(10);
 
 /// A transfer running on its own thread.
 #[derive(Debug)]
@@ -495,7 +501,7 @@ impl Session {
                 if aborted.load(Ordering::Acquire) {
                     return Err(io::Error::new(ErrorKind::Interrupted, "aborted"));
                 }
-                if control.peer_has_closed() {
+                if control.peer_closes_within(CLIENT_EXIT_GRACE) {
                     return Err(io::Error::new(
                         ErrorKind::ConnectionAborted,
                         "client left during upload",
