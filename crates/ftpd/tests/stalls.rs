@@ -170,7 +170,20 @@ fn a_download_nobody_reads_fails_at_the_stall_timeout_issue_10() {
 
 #[test]
 fn an_unused_passive_port_is_given_back_after_the_data_timeout_issue_10() {
-    let ftpd = Ftpd::start(&["--passive-ports", "50200-50201", "--data-timeout", "1"]);
+    // Two ports free now, below the kernel's ephemeral range (32768 and up), so no outgoing
+    // connection of another test can take one meanwhile.
+    let low = (30_000..32_000u16)
+        .step_by(2)
+        .skip((std::process::id() % 500) as usize)
+        .chain((30_000..32_000u16).step_by(2))
+        .find(|port| {
+            [*port, port + 1]
+                .iter()
+                .all(|port| std::net::TcpListener::bind(("127.0.0.1", *port)).is_ok())
+        })
+        .expect("two free ports");
+    let range = format!("{low}-{}", low + 1);
+    let ftpd = Ftpd::start(&["--passive-ports", &range, "--data-timeout", "1"]);
     let mut first = ftpd.anonymous();
     let mut second = ftpd.anonymous();
     let mut third = ftpd.anonymous();
