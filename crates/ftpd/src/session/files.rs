@@ -122,14 +122,15 @@ impl Session {
         };
         let (storage, target) = self.permitted(Permission::Rename, argument)?;
         let replaced = storage
-            .stat_link(&target)
+            .file_size(&target)
             .ok()
-            .filter(|facts| facts.is_file() && source != target);
+            .flatten()
+            .filter(|_| source != target);
         storage
             .rename(&source, &target)
             .map_err(|error| fs_error(&error, &target))?;
         if let Some(replaced) = replaced {
-            self.stored_file_gone(replaced.size());
+            self.stored_file_gone(replaced);
         }
         if let Some(mut event) = self.event(EventKind::Rename, &target) {
             event.from = Some(source.display());

@@ -32,7 +32,7 @@ use crate::xferlog::{Outcome, TransferRecord};
 /// killed client's two connections close in no order the kernel promises (their descriptors
 /// are released from deferred work), so the data EOF can come a moment before the control
 /// one; a client that finished its upload keeps the control connection open for the `226`.
-const CLIENT_EXIT_GRACE: Duration = Duration::from_millis(10);
+const CLIENT_EXIT_GRACE: Duration = Duration::from_millis(5);
 
 /// A transfer running on its own thread.
 #[derive(Debug)]
@@ -421,10 +421,7 @@ impl Session {
         // exists needs `overwrite`; a new name needs only `upload`.
         let existing = match mode {
             StoreMode::Unique => None,
-            _ => storage
-                .stat_link(&target)
-                .ok()
-                .filter(|facts| facts.is_file()),
+            _ => storage.file_size(&target).ok().flatten(),
         };
         if mode == StoreMode::Append || offset > 0 {
             self.check(Permission::Append)?;
@@ -433,8 +430,8 @@ impl Session {
         }
         // What the upload frees when it lands: all of a replaced file, the tail after a
         // REST offset, nothing for an append or a new file.
-        let replaces = existing.as_ref().map_or(0, |old| match mode {
-            StoreMode::Replace => old.size().saturating_sub(offset),
+        let replaces = existing.map_or(0, |old| match mode {
+            StoreMode::Replace => old.saturating_sub(offset),
             _ => 0,
         });
         let mut meter = self.meter(Way::Upload);

@@ -158,6 +158,21 @@ impl Storage {
         }
     }
 
+    /// The size of the regular file (object) at `path`, `None` when there is none (nothing,
+    /// or a directory): whether an upload replaces a file, in one request on object storage.
+    pub fn file_size(&self, path: &VirtualPath) -> io::Result<Option<u64>> {
+        let found = match self {
+            Storage::Local(jail) => jail
+                .symlink_metadata(path)
+                .map(|metadata| metadata.is_file().then(|| metadata.len())),
+            Storage::S3(s3) => s3.object_size(path),
+        };
+        match found {
+            Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(None),
+            other => other,
+        }
+    }
+
     /// What this home holds (bytes and regular files), for a quota; walks it once.
     pub fn usage(&self) -> io::Result<Usage> {
         match self {

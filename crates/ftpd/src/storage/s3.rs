@@ -103,6 +103,18 @@ impl S3Storage {
         }
     }
 
+    /// The size of the object at `path` (one HEAD), `None` when there is none.
+    pub fn object_size(&self, path: &VirtualPath) -> io::Result<Option<u64>> {
+        if path.is_root() {
+            return Ok(None);
+        }
+        match self.store.head(&self.key(path)?) {
+            Ok(info) => Ok(Some(info.size)),
+            Err(S3Error::NotFound) => Ok(None),
+            Err(error) => Err(error.into()),
+        }
+    }
+
     /// True when `path` is a directory: its marker exists, or any key beneath it does.
     fn dir_exists(&self, path: &VirtualPath) -> io::Result<bool> {
         if path.is_root() {
