@@ -1,13 +1,17 @@
 //! Session: one control connection, from the 220 greeting to QUIT. The run loop reads lines
 //! against a deadline and hands each command to one `match`; the work lives in rooms of its
-//! own: `files` (paths and names), `transfers` (data connections and the transfer thread),
-//! `listings` (what LIST, NLST and MLSD show).
+//! own: `login` (USER/PASS and what a login may do), `protection` (AUTH TLS, PBSZ, PROT),
+//! `files` (paths and names), `data_channel` (PASV/EPSV/PORT/EPRT), `transfers` (the
+//! transfer thread), `listings` (what LIST, NLST and MLSD show).
 
+mod data_channel;
 mod files;
 mod listings;
+mod login;
+mod protection;
 mod transfers;
 
-use std::io::{BufRead, BufReader, ErrorKind};
+use std::io::{BufReader, ErrorKind};
 use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
@@ -26,9 +30,8 @@ use crate::proxy::Origin;
 use crate::registry::{shutting_down_reply, Registry};
 use crate::reply::{Code, Reply};
 use crate::storage::Storage;
-use crate::tls::SharedTls;
 use crate::upload::StoreMode;
-use crate::users::{Identity, Permission, VerificationGate};
+use crate::users::{Identity, VerificationGate};
 use crate::xferlog::Xferlog;
 
 use listings::ListingStyle;
@@ -454,96 +457,6 @@ impl Session {
         )
     }
 
-    fn protection_buffer(&mut self) -> Replied<Reply> {
-        match self.protection {
-            Protection::Clear => Err(Reply::new(Code::BadSequence, "PBSZ needs AUTH TLS first")),
-            Protection::Secured => {
-                self.protection = Protection::Negotiated {
-                    private_data: false,
-                };
-                Ok(Reply::new(Code::Ok, "PBSZ=0"))
-            }
-            Protection::Negotiated { .. } => Ok(Reply::new(Code::Ok, "PBSZ=0")),
-        }
-    }
-
-    fn protection_level(&mut self, private: bool) -> Replied<Reply> {
-        if !matches!(self.protection, Protection::Negotiated { .. }) {
-            return Err(Reply::new(
-                Code::BadSequence,
-                "PROT needs AUTH TLS and PBSZ first",
-            ));
-        }
-        if !private && self.context.config.tls_required() {
-            return Err(Reply::new(
-                Code::PolicyDenied,
-                "this server requires PROT P",
-            ));
-        }
-        self.protection = Protection::Negotiated {
-            private_data: private,
-        };
-        Ok(Reply::new(
-            Code::Ok,
-            if private {
-                "Protection level set to P"
-            } else {
-                "Protection level set to C"
-            },
-        ))
-    }
-
-    /// True when data connections run over TLS (PROT P).
-    fn private_data(&self) -> bool {
-        matches!(
-            self.protection,
-            Protection::Negotiated { private_data: true }
-        )
-    }
-
-    /// AUTH TLS: answer 234 in the clear, throw away anything the client sent after the
-    /// AUTH line (it must not run as if it had been encrypted), then handshake within the
-    /// login deadline (or, once logged in, the idle one).
-    fn upgrade_to_tls(&mut self, reader: &mut BufReader<ControlReader>) -> Flow {
-        self.rename_from = None;
-        let Some(settings) = self.context.config.tls.as_ref() else {
-            return self.reply(Reply::new(
-                Code::NotImplemented,
-                "TLS is not configured on this server",
-            ));
-        };
-        if self.control.is_secured() {
-            return self.reply(Reply::new(Code::BadSequence, "TLS is already on"));
-        }
-        if self
-            .send(Reply::new(Code::AuthOk, "AUTH TLS ok, start the handshake"))
-            .is_err()
-        {
-            return Flow::Quit;
-        }
-        let discarded = reader.buffer().len();
-        reader.consume(discarded);
-        if discarded > 0 {
-            log::warn!(
-                "{}: discarded {discarded} plaintext bytes sent after AUTH TLS",
-                self.peer
-            );
-        }
-        match settings.handshake(self.control.socket(), self.deadline()) {
-            Ok(connection) => {
-                let shared: SharedTls = Arc::new(Mutex::new(connection));
-                self.control.secure(shared);
-                self.protection = Protection::Secured;
-                Flow::Continue
-            }
-            Err(error) => {
-                log::info!("{}: TLS handshake failed: {error}", self.peer);
-                self.context.metrics.tls_failure();
-                Flow::Quit
-            }
-        }
-    }
-
     fn send(&self, reply: Reply) -> std::io::Result<()> {
         self.control.send(&reply)
     }
@@ -553,146 +466,6 @@ impl Session {
         match self.send(reply) {
             Ok(()) => Flow::Continue,
             Err(_) => Flow::Quit,
-        }
-    }
-
-    fn log_in(&mut self, password: &str) -> Replied<Flow> {
-        let user = match std::mem::replace(&mut self.login, Login::AwaitingUser) {
-            Login::AwaitingPass { user } => user,
-            logged_in @ Login::LoggedIn { .. } => {
-                self.login = logged_in;
-                return Err(Reply::new(Code::BadSequence, "already logged in"));
-            }
-            Login::AwaitingUser => return Err(Reply::new(Code::BadSequence, "send USER first")),
-        };
-        let context = Arc::clone(&self.context);
-        let users = &context.config.users;
-        let defence = &context.config.defender;
-        // The defender first: a banned address (or one whose checks in flight would reach
-        // the threshold) gets no password check at all, whichever session it uses.
-        let Some(attempt) = context.defender.begin_attempt(defence, self.peer.ip()) else {
-            let _ = self.send(Reply::new(
-                Code::ServiceUnavailable,
-                "too many failed logins from your address, closing",
-            ));
-            return Ok(Flow::Quit);
-        };
-        // Each hash check costs ~19 MiB while it runs: at most a few at once, the rest wait
-        // within their own login deadline.
-        let pass = if users.needs_verification(&user) {
-            match context.verification.enter(self.deadline()) {
-                Some(pass) => Some(pass),
-                None => {
-                    let _ = self.send(self.timeout_reply());
-                    return Ok(Flow::Quit);
-                }
-            }
-        } else {
-            None
-        };
-        let identity = users.authenticate(&user, password, self.peer.ip());
-        drop(pass);
-        context.metrics.login(identity.is_some());
-        if identity.is_none() {
-            context.metrics.offence(Offence::FailedLogin);
-        }
-        let banned = context
-            .defender
-            .finish_attempt(defence, attempt, identity.is_some());
-        let storage = identity.as_ref().map(|identity| {
-            let home = VirtualPath::root().resolve(identity.home().as_bytes());
-            if home.is_root() {
-                Ok(Arc::clone(&context.config.storage))
-            } else {
-                context.config.storage.subdirectory(&home).map(Arc::new)
-            }
-        });
-        match (identity, storage) {
-            (Some(identity), Some(Ok(storage))) => {
-                let policy = &identity.policy;
-                let Some(slot) = context
-                    .accounts
-                    .open_session(&identity.name, policy.max_sessions)
-                else {
-                    log::warn!(
-                        "{}: {} already has {} sessions, refused",
-                        self.peer,
-                        identity.name,
-                        policy.max_sessions.unwrap_or_default()
-                    );
-                    let _ = self.send(Reply::new(
-                        Code::ServiceUnavailable,
-                        format!("too many sessions for {}, closing", identity.name),
-                    ));
-                    return Ok(Flow::Quit);
-                };
-                if policy.has_quota() {
-                    let counted = context
-                        .accounts
-                        .quotas
-                        .usage(&identity.name, || storage.usage());
-                    if let Err(error) = counted {
-                        log::warn!(
-                            "{}: cannot count what {} stores ({error}); their quota starts \
-                             from nothing",
-                            self.peer,
-                            identity.name
-                        );
-                    }
-                }
-                let peer = self.peer.to_string();
-                log::info!(
-                    event = "login", session = self.id, peer = peer.as_str(),
-                    user = identity.name.as_str();
-                    "{}: {} logged in", self.peer, identity.name
-                );
-                let text = if identity.policy.permissions.is_read_only() {
-                    "Login successful (read-only)"
-                } else {
-                    "Login successful"
-                };
-                self.login = Login::LoggedIn {
-                    identity,
-                    storage,
-                    _slot: slot,
-                };
-                self.cwd = VirtualPath::root();
-                self.last_command = Instant::now();
-                Ok(self.reply(Reply::new(Code::LoggedIn, text)))
-            }
-            (Some(identity), Some(Err(error))) => {
-                log::error!("{}: home of {} unusable: {error}", self.peer, identity.name);
-                Err(Reply::new(Code::NotLoggedIn, "home directory unavailable"))
-            }
-            _ => {
-                self.failed_logins += 1;
-                let peer = self.peer.to_string();
-                log::warn!(
-                    event = "login_failed", session = self.id, peer = peer.as_str(),
-                    user = user.as_str(), attempt = self.failed_logins;
-                    "{}: failed login for {user:?} (attempt {})",
-                    self.peer,
-                    self.failed_logins
-                );
-                if self.failed_logins >= MAX_FAILED_LOGINS || banned {
-                    let _ = self.send(Reply::new(
-                        Code::ServiceUnavailable,
-                        "too many failed logins, closing",
-                    ));
-                    return Ok(Flow::Quit);
-                }
-                // The same reply whether the name exists or not, at once (the hash check
-                // took the same time either way); then guessing slows down, a second more
-                // each time, before this session reads its next command. Only it waits.
-                if self
-                    .send(Reply::new(Code::NotLoggedIn, "Login incorrect"))
-                    .is_err()
-                {
-                    return Ok(Flow::Quit);
-                }
-                std::thread::sleep(Duration::from_secs(u64::from(self.failed_logins)));
-                Ok(Flow::Continue)
-            }
         }
     }
 
@@ -706,70 +479,6 @@ impl Session {
             .identity()
             .map_or("-", |identity| identity.name.as_str());
         wanted.then(|| Event::new(kind, user, self.peer, path.display()))
-    }
-
-    fn identity(&self) -> Option<&Identity> {
-        match &self.login {
-            Login::LoggedIn { identity, .. } => Some(identity),
-            _ => None,
-        }
-    }
-
-    fn storage(&self) -> Arc<Storage> {
-        match &self.login {
-            Login::LoggedIn { storage, .. } => Arc::clone(storage),
-            // dispatch() refuses file commands before login.
-            _ => Arc::clone(&self.context.config.storage),
-        }
-    }
-
-    /// True when the login may change anything (for MLST/MLSD `perm` facts).
-    fn can_write(&self) -> bool {
-        self.identity()
-            .is_some_and(|identity| !identity.policy.permissions.is_read_only())
-    }
-
-    /// `Ok` when the login may do `permission`; otherwise `550` saying what is refused, and
-    /// a log line. Nothing has been touched yet when this refuses.
-    fn check(&self, permission: Permission) -> Replied<()> {
-        let Some(identity) = self.identity() else {
-            return Err(Reply::new(
-                Code::NotLoggedIn,
-                "Please login with USER and PASS",
-            ));
-        };
-        if identity.may(permission) {
-            return Ok(());
-        }
-        let peer = self.peer.to_string();
-        log::warn!(
-            event = "refused", session = self.id, peer = peer.as_str(),
-            user = identity.name.as_str(), permission = permission.word();
-            "{}: {} may not {}", self.peer, identity.name, permission.word()
-        );
-        let text = if identity.policy.permissions.is_read_only() {
-            "permission denied: this login is read-only".to_owned()
-        } else {
-            format!(
-                "permission denied: this login may not {}",
-                permission.word()
-            )
-        };
-        Err(Reply::new(Code::FileUnavailable, text))
-    }
-
-    fn readable(&self, argument: &[u8]) -> (Arc<Storage>, VirtualPath) {
-        (self.storage(), self.cwd.resolve(argument))
-    }
-
-    /// The storage and path for an action that `permission` allows.
-    fn permitted(
-        &self,
-        permission: Permission,
-        argument: &[u8],
-    ) -> Replied<(Arc<Storage>, VirtualPath)> {
-        self.check(permission)?;
-        Ok(self.readable(argument))
     }
 
     fn status(&self) -> Reply {
