@@ -101,6 +101,32 @@ pub fn copy_exact<R: Read + ?Sized, W: Write + ?Sized>(
     }
 }
 
+/// Copies a stream that yields small reads (an object storage GET) to `dst` in writes of up
+/// to [`BUFFER_SIZE`]: the buffer is filled before each write, so a send moves a large block.
+pub fn copy_filled<R: Read + ?Sized, W: Write + ?Sized>(
+    src: &mut R,
+    dst: &mut W,
+) -> io::Result<u64> {
+    let mut buffer = vec![0u8; BUFFER_SIZE];
+    let mut copied = 0u64;
+    loop {
+        let mut filled = 0;
+        while filled < buffer.len() {
+            match src.read(&mut buffer[filled..]) {
+                Ok(0) => break,
+                Ok(count) => filled += count,
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                Err(error) => return Err(error),
+            }
+        }
+        if filled == 0 {
+            return Ok(copied);
+        }
+        dst.write_all(&buffer[..filled])?;
+        copied += filled as u64;
+    }
+}
+
 /// Largest count handed to one `sendfile` call (the kernel caps a call near 2 GiB anyway).
 const SENDFILE_CHUNK: usize = 1 << 30;
 

@@ -249,7 +249,7 @@ impl Session {
                 // File to socket in the clear: sendfile, no copy through user space.
                 (TransferType::Image, DataStream::Plain(socket)) => match reader.as_file() {
                     Some(file) => transfer::send_file(file, socket, stall),
-                    None => transfer::copy_exact(&mut reader, &mut &*socket),
+                    None => transfer::copy_filled(&mut reader, &mut &*socket),
                 },
                 (TransferType::Image, data) => io::copy(&mut reader, data),
                 (TransferType::Ascii, data) => transfer::copy_to_crlf(&mut reader, data),
