@@ -6,7 +6,6 @@ use std::net::IpAddr;
 use std::str::FromStr;
 
 use ipnet::IpNet;
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// An IPv4 or IPv6 network, for trust and allow/deny lists.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,18 +37,7 @@ impl fmt::Display for Cidr {
     }
 }
 
-impl<'de> Deserialize<'de> for Cidr {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Cidr, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        text.parse().map_err(serde::de::Error::custom)
-    }
-}
-
-impl Serialize for Cidr {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&self.to_string())
-    }
-}
+serde_as_string!(Cidr);
 
 /// Allow and deny lists: who may connect (globally) or log in (per user).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

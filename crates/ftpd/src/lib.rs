@@ -9,6 +9,27 @@
 
 #![deny(clippy::disallowed_methods)]
 
+/// Serde for a type that flags and config values both write as text: through its `FromStr`
+/// and `Display`, so a config value reads exactly like the flag.
+macro_rules! serde_as_string {
+    ($type:ty) => {
+        impl<'de> serde::Deserialize<'de> for $type {
+            fn deserialize<D: serde::Deserializer<'de>>(
+                deserializer: D,
+            ) -> Result<$type, D::Error> {
+                let text = <String as serde::Deserialize>::deserialize(deserializer)?;
+                text.parse().map_err(serde::de::Error::custom)
+            }
+        }
+
+        impl serde::Serialize for $type {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.serialize_str(&self.to_string())
+            }
+        }
+    };
+}
+
 pub mod accounts;
 pub mod cidr;
 pub mod cli;

@@ -11,7 +11,6 @@ use std::sync::{Arc, RwLock, Weak};
 use std::time::Duration;
 
 use crate::cidr::Cidr;
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// How often a `--passive-address` host name is looked up again.
 pub const RE_RESOLVE: Duration = Duration::from_secs(60);
@@ -91,24 +90,6 @@ impl fmt::Display for NetworkAddress {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}={}", self.network, self.address)
     }
-}
-
-/// Serde as the same string the flag takes.
-macro_rules! serde_as_string {
-    ($type:ty) => {
-        impl<'de> Deserialize<'de> for $type {
-            fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<$type, D::Error> {
-                let text = String::deserialize(deserializer)?;
-                text.parse().map_err(serde::de::Error::custom)
-            }
-        }
-
-        impl Serialize for $type {
-            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-                serializer.serialize_str(&self.to_string())
-            }
-        }
-    };
 }
 
 serde_as_string!(PassiveAddress);

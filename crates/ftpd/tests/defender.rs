@@ -144,12 +144,7 @@ fn a_thousand_guesses_over_a_hundred_connections_are_cut_off_after_ten_issue_12(
     assert_eq!(banned.code, 421, "{banned:?}");
     assert!(banned.text().contains("banned"), "{banned:?}");
     // The ban is listed in the metrics.
-    let url = ftpd
-        .server
-        .log_lines()
-        .iter()
-        .find_map(|line| line.strip_prefix("metrics on ").map(str::to_owned))
-        .unwrap();
+    let url = ftpd.metrics_url();
     let mut curl = Command::new("curl");
     curl.args(["-sS", "--fail", &url]);
     let page = String::from_utf8(run_ok(curl, LIMIT).stdout).unwrap();

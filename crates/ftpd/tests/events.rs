@@ -298,15 +298,7 @@ fn a_full_queue_drops_events_with_a_log_line_and_a_metric_issue_12() {
         "--on-upload",
         &hook,
     ]);
-    assert!(ftpd
-        .server
-        .wait_for_log("metrics on http://", Duration::from_secs(10)));
-    let url = ftpd
-        .server
-        .log_lines()
-        .iter()
-        .find_map(|line| line.strip_prefix("metrics on ").map(str::to_owned))
-        .unwrap();
+    let url = ftpd.metrics_url();
     let files = make_files(&work.path().join("outgoing"), 10, 1500);
     curl_upload(&ftpd, &files, "many");
     for file in &files {

@@ -73,15 +73,7 @@ fn the_metrics_page_parses_and_its_counters_follow_a_session_issue_11() {
     require_tool("curl", "curl");
     require_tool("python3", "python3");
     let ftpd = Ftpd::start(&["--write", "--metrics", "127.0.0.1:0", "--max-per-ip", "2"]);
-    assert!(ftpd
-        .server
-        .wait_for_log("metrics on http://", Duration::from_secs(10)));
-    let url = ftpd
-        .server
-        .log_lines()
-        .iter()
-        .find_map(|line| line.strip_prefix("metrics on ").map(str::to_owned))
-        .unwrap();
+    let url = ftpd.metrics_url();
     let before = scrape(&url);
     assert_eq!(before.get("ftpd_sessions_open{}"), Some(&0.0), "{before:?}");
 

@@ -7,7 +7,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
-use support::{connect_from, noise, put, Ftpd, Raw};
+use support::{connect_from, names_in, noise, put, Ftpd, Raw};
 
 #[test]
 fn greeting_login_and_codes_before_login() {
@@ -420,11 +420,7 @@ fn a_broken_upload_leaves_the_old_file_and_no_temporary() {
         std::fs::read(ftpd.path("precious")).unwrap(),
         b"old content"
     );
-    let leftovers: Vec<_> = std::fs::read_dir(ftpd.root.path())
-        .unwrap()
-        .map(|entry| entry.unwrap().file_name())
-        .collect();
-    assert_eq!(leftovers, [std::ffi::OsString::from("precious")]);
+    assert_eq!(names_in(ftpd.root.path()), ["precious"]);
 }
 
 #[test]
@@ -463,11 +459,7 @@ os.kill(os.getpid(), signal.SIGKILL)
         std::fs::read(ftpd.path("precious")).unwrap(),
         b"old content"
     );
-    let leftovers: Vec<_> = std::fs::read_dir(ftpd.root.path())
-        .unwrap()
-        .map(|entry| entry.unwrap().file_name())
-        .collect();
-    assert_eq!(leftovers, [std::ffi::OsString::from("precious")]);
+    assert_eq!(names_in(ftpd.root.path()), ["precious"]);
 }
 
 #[test]

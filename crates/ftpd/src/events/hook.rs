@@ -13,8 +13,6 @@ use std::str::FromStr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
-
 use super::Event;
 
 /// Most bytes kept of a hook's stdout or stderr; the rest is read and thrown away.
@@ -103,18 +101,7 @@ impl fmt::Display for Hook {
     }
 }
 
-impl<'de> Deserialize<'de> for Hook {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Hook, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        text.parse().map_err(serde::de::Error::custom)
-    }
-}
-
-impl Serialize for Hook {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&self.to_string())
-    }
-}
+serde_as_string!(Hook);
 
 /// How a hook run ended.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -53,6 +53,18 @@ impl Ftpd {
         format!("ftp://127.0.0.1:{}/{path}", self.addr().port())
     }
 
+    /// The metrics page the server announced (started with `--metrics 127.0.0.1:0`).
+    pub fn metrics_url(&self) -> String {
+        assert!(self
+            .server
+            .wait_for_log("metrics on http://", Duration::from_secs(10)));
+        self.server
+            .log_lines()
+            .iter()
+            .find_map(|line| line.strip_prefix("metrics on ").map(str::to_owned))
+            .expect("a metrics on line")
+    }
+
     /// A raw client, logged in anonymously.
     pub fn anonymous(&self) -> Raw {
         let mut raw = Raw::connect(self.addr());
@@ -69,6 +81,16 @@ pub fn put(root: &Path, name: &str, bytes: &[u8]) {
         std::fs::create_dir_all(parent).unwrap();
     }
     std::fs::write(path, bytes).unwrap();
+}
+
+/// The names in `dir`, sorted.
+pub fn names_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
 }
 
 pub fn sha256(bytes: &[u8]) -> String {
